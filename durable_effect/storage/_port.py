@@ -1,0 +1,236 @@
+"""The `Storage` port: per-instance durable records, one alarm per instance, leases.
+
+Backends store bytes and instants and know nothing of job types. Everything a handler does is
+one ``commit``: its record writes, its alarm change, the release of its lease. The runtime
+above this port decides what the bytes mean.
+
+Vocabulary (and invariants every backend must keep; ``durable_effect.testing`` ships a
+contract suite that checks them):
+
+* **Instance** — a string id (any non-empty unicode string without NUL, up to 512 characters)
+  owning a set of named records (``key -> bytes``) and at most **one alarm** (an instant).
+  An instance exists while it has a record or an alarm.
+* **Lease** — exclusive right to commit to an instance: ``(owner, generation, expires_at)``.
+  ``acquire`` and ``claim_due`` hand out leases; each grant takes a fresh ``generation`` from
+  a counter that only grows, for the whole store. A lease is *held* until it is released,
+  or until ``expires_at`` passes and somebody else takes the instance; an expired lease that
+  nobody took over is still good for ``commit`` and ``extend``.
+* **Fencing** — ``commit``/``extend`` with a lease whose generation is no longer the
+  instance's current one (released, or taken over after expiry) raise ``LeaseLostError`` and
+  change nothing.
+* **Atomicity** — ``commit`` applies every write of every instance in it, or none.
+* **Durability** — a ``commit`` that returned survives a crash of the process (and, with a
+  durable setting, of the machine). Leases need not be durable: a lease lost in a crash
+  belonged to a dead process.
+* **Time** — backends never read a clock; callers pass ``now``. Instants are aware UTC
+  datetimes, stored with microsecond precision.
+* Failures of the backend itself raise ``StorageError`` and leave nothing half-written.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+import attrs
+
+__all__ = [
+    "KEEP",
+    "Acquired",
+    "AlarmChange",
+    "Claimed",
+    "InstanceSnapshot",
+    "InstanceWrite",
+    "Keep",
+    "Lease",
+    "Storage",
+]
+
+
+class Keep:
+    """Sentinel type of :data:`KEEP`: leave the alarm as it is."""
+
+    _instance: Keep | None = None
+
+    def __new__(cls) -> Keep:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = Keep()
+
+#: What a write does to the instance's alarm: an instant sets it, ``None`` clears it,
+#: ``KEEP`` leaves it.
+AlarmChange = datetime | None | Keep
+
+
+@attrs.frozen(kw_only=True)
+class Lease:
+    """The exclusive right to commit to one instance, fenced by ``generation``."""
+
+    instance_id: str
+    owner: str
+    generation: int
+    expires_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class InstanceSnapshot:
+    """The committed records and alarm of one instance (empty when it does not exist)."""
+
+    instance_id: str
+    records: Mapping[str, bytes] = attrs.field(factory=dict)
+    alarm_at: datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        """Whether the instance has any record or an alarm."""
+        return bool(self.records) or self.alarm_at is not None
+
+
+@attrs.frozen(kw_only=True)
+class InstanceWrite:
+    """The changes one commit makes to one instance.
+
+    Applied in this order: ``purge`` (delete every record), ``deletes``, ``puts``, ``alarm``.
+    """
+
+    instance_id: str
+    puts: Mapping[str, bytes] = attrs.field(factory=dict)
+    deletes: frozenset[str] = frozenset()
+    purge: bool = False
+    alarm: AlarmChange = KEEP
+
+
+@attrs.frozen(kw_only=True)
+class Acquired:
+    """Leases granted by ``acquire``, with the snapshots read under them."""
+
+    leases: Sequence[Lease]
+    snapshots: Mapping[str, InstanceSnapshot]
+
+
+@attrs.frozen(kw_only=True)
+class Claimed:
+    """A due alarm claimed by ``claim_due``: the lease, the alarm's instant, the snapshot."""
+
+    lease: Lease
+    due_at: datetime
+    snapshot: InstanceSnapshot
+
+
+class Storage(abc.ABC):
+    """Durable per-instance records and alarms with leases. See the module docstring."""
+
+    #: The URL scheme this backend serves (``memory``, ``sqlite``, ``postgresql``).
+    scheme: str = ""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema (idempotent, safe across processes)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Committed data stays; leases held are left to expire."""
+
+    @abc.abstractmethod
+    async def acquire(
+        self,
+        instance_ids: Sequence[str],
+        *,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> Acquired | None:
+        """Lease every instance in ``instance_ids`` (all or none) and read their snapshots.
+
+        An instance is free when it has no lease, its lease was released, or its lease
+        expired (``expires_at <= now``). Returns ``None``, granting nothing, when any of them
+        is held by anybody (the same ``owner`` included). Instances need not exist.
+        Each grant gets a new generation and ``expires_at = now + ttl``.
+        """
+
+    @abc.abstractmethod
+    async def extend(self, lease: Lease, *, now: datetime, ttl: timedelta) -> Lease:
+        """Renew a held lease to ``now + ttl``; ``LeaseLostError`` when it is fenced."""
+
+    @abc.abstractmethod
+    async def release(self, leases: Sequence[Lease]) -> None:
+        """Give leases up. Releasing a fenced or already released lease does nothing."""
+
+    @abc.abstractmethod
+    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        """Read committed snapshots without a lease (one per id, empty if absent)."""
+
+    @abc.abstractmethod
+    async def commit(
+        self,
+        leases: Sequence[Lease],
+        writes: Sequence[InstanceWrite],
+        *,
+        release: bool = True,
+    ) -> None:
+        """Apply ``writes`` atomically if every lease is still current.
+
+        Every write's instance must be covered by one of ``leases`` (``ValueError``
+        otherwise). Raises ``LeaseLostError`` (nothing applied) when a lease is fenced.
+        With ``release`` the leases are released in the same transaction. Returns only
+        once the transaction is durable per the backend's setting.
+        """
+
+    @abc.abstractmethod
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        ttl: timedelta,
+        limit: int,
+    ) -> Sequence[Claimed]:
+        """Lease up to ``limit`` free instances whose alarm is due (``alarm_at <= now``).
+
+        Oldest alarm first (ties by instance id). The alarm itself stays set: the holder's
+        commit moves or clears it; if the holder dies, the alarm is claimed again after the
+        lease expires. Never returns an instance held by another live lease.
+        """
+
+    @abc.abstractmethod
+    async def next_alarm_at(self) -> datetime | None:
+        """The earliest alarm instant in the store, leased or not (``None`` if none)."""
+
+    @abc.abstractmethod
+    async def wait_for_change(self, timeout: float) -> None:
+        """Wait up to ``timeout`` real seconds for a commit or release that may matter.
+
+        Returns early when this process (or, where the backend can tell, another process)
+        committed an alarm change or released a lease. Spurious returns are allowed.
+        """
+
+    @abc.abstractmethod
+    async def list_instances(
+        self,
+        prefix: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[str]:
+        """Ids of existing instances starting with ``prefix``, in ascending order.
+
+        ``after`` resumes past that id (exclusive), ``limit`` bounds the page.
+        """
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+SynchronousMode = Literal["full", "normal"]
