@@ -33,6 +33,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 import attrs
+from typing_extensions import Never, Self
 
 if TYPE_CHECKING:
     from durable_effect._effect import Effect
@@ -74,7 +75,7 @@ class TaggedError(Exception):
     def __hash__(self) -> int:
         return hash((type(self), _fields(self)))
 
-    def __iter__(self) -> Generator[Effect[Any, Any], Any, NoReturn]:
+    def __iter__(self) -> Generator[Effect[Never, Self], Any, NoReturn]:
         from durable_effect._effect import Effect
 
         yield Effect.fail(self)
