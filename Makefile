@@ -19,7 +19,6 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check durable_effect tests benchmarks
-	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -355,7 +355,10 @@ class Effect(Generic[A, E]):
         ``policy.max_attempts`` counts all attempts. Defects are never retried. This is an
         in-memory retry; job-level retries are durable alarms (``retry=`` on definitions).
         """
-        return _retrying(self, policy, 1, None, random.Random())
+        rng = random.Random()
+        inner = self
+        # ``max_duration`` counts from the start of the first attempt (``Retry.should_retry``).
+        return Effect(_SUSPEND, lambda: _retrying(inner, policy, 1, _clock_now(), rng))
 
     def timeout(self, duration: timedelta | int | float | str) -> Effect[A, E | TimeoutException]:
         """Fail with ``TimeoutException`` if not finished within ``duration`` (runtime clock)."""
@@ -464,6 +467,11 @@ def _checked_error(error: ErrT) -> ErrT:
     return error
 
 
+def _clock_now() -> datetime | None:
+    clock = _clock.current_clock()
+    return clock.now() if clock is not None else None
+
+
 def _retrying(
     effect: Effect[A, E], policy: Retry, attempt: int, started: datetime | None, rng: random.Random
 ) -> Effect[A, E]:
@@ -543,9 +551,15 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                 kind = _DEFECT
                 value = exc
             else:
-                push(_Frame(_GEN_FRAME, gen))
-                cur = _as_effect(nxt)
-                continue
+                try:
+                    cur = _as_effect(nxt)
+                except TypeError as exc:  # a plain ``yield value``: close it, then a defect
+                    _close_quietly(gen)
+                    kind = _DEFECT
+                    value = exc
+                else:
+                    push(_Frame(_GEN_FRAME, gen))
+                    continue
         elif op == _FAIL:
             kind = _ERR
             value = cur._a
@@ -764,3 +778,19 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 def _never() -> NoReturn:  # pragma: no cover
     raise AssertionError("unreachable")
 
+
+
+def async_effect(thunk: Callable[[], Awaitable[Effect[T, ErrT]]]) -> Effect[T, ErrT]:
+    """An effect that, when run, awaits ``thunk()`` and continues with the effect it gives.
+
+    The runtime uses it to make client calls lazy: nothing is sent until the effect runs.
+    """
+    return Effect(_ASYNC_EFFECT, thunk)
+
+
+def exit_to_effect(exit_: _Exit) -> Effect[Any, Any]:
+    """Re-raise a defect, or replay a success or failure as an effect."""
+    return _exit_to_effect(exit_)
+
+
+Exit = _Exit

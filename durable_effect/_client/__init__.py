@@ -1,0 +1,1 @@
+"""The typed client (layer F): handles per job type behind `JobsClient`."""

@@ -1,0 +1,78 @@
+"""`JobsClient`: typed handles on registered jobs, by name or by definition object."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, overload
+
+from durable_effect._client._base import EngineSource
+from durable_effect._client._continuous import ContinuousHandle
+from durable_effect._client._debounce import DebounceHandle
+from durable_effect._client._task import TaskHandle
+from durable_effect._runtime._registry import Registry
+from durable_effect.jobs._base import JobDefinition
+from durable_effect.jobs._continuous import ContinuousDefinition
+from durable_effect.jobs._debounce import DebounceDefinition
+from durable_effect.jobs._task import TaskDefinition
+
+__all__ = ["JobsClient"]
+
+S = TypeVar("S")
+I = TypeVar("I")  # noqa: E741
+
+
+class JobsClient:
+    """Handles on the registered jobs. Every handle method returns a lazy ``Effect``.
+
+    Passed the definition object, a handle is typed by its state and event types; passed a
+    name, it is looked up when the effect runs (``JobNotFoundError`` if absent).
+    """
+
+    def __init__(self, engine: EngineSource, registry: Registry) -> None:
+        self._engine = engine
+        self._registry = registry
+
+    def _lookup(self, job_type: str, job: str | JobDefinition) -> tuple[str, Any]:
+        if isinstance(job, str):
+            for name, definition in self._registry:
+                if name == job and definition.job_type == job_type:
+                    return name, definition
+            return job, None
+        if not isinstance(job, JobDefinition):
+            raise TypeError(
+                f"expected a job name or a {job_type} definition, got {type(job).__name__}"
+            )
+        names = [n for n, d in self._registry if d is job]
+        if len(names) == 1 and job.job_type == job_type:
+            return names[0], job
+        if len(names) > 1:
+            raise ValueError(
+                f"this definition is registered as {sorted(names)}; pass the name instead"
+            )
+        return f"<unregistered {job.job_type} definition>", None
+
+    @overload
+    def continuous(self, job: ContinuousDefinition[S]) -> ContinuousHandle[S]: ...
+    @overload
+    def continuous(self, job: str) -> ContinuousHandle[object]: ...
+    def continuous(self, job: ContinuousDefinition[Any] | str) -> ContinuousHandle[Any]:
+        """The handle of a Continuous job."""
+        name, definition = self._lookup("continuous", job)
+        return ContinuousHandle(self._engine, name, definition)
+
+    @overload
+    def debounce(self, job: DebounceDefinition[S, I]) -> DebounceHandle[S, I]: ...
+    @overload
+    def debounce(self, job: str) -> DebounceHandle[object, object]: ...
+    def debounce(self, job: DebounceDefinition[Any, Any] | str) -> DebounceHandle[Any, Any]:
+        """The handle of a Debounce job."""
+        name, definition = self._lookup("debounce", job)
+        return DebounceHandle(self._engine, name, definition)
+
+    @overload
+    def task(self, job: TaskDefinition[S, I]) -> TaskHandle[S, I]: ...
+    @overload
+    def task(self, job: str) -> TaskHandle[object, object]: ...
+    def task(self, job: TaskDefinition[Any, Any] | str) -> TaskHandle[Any, Any]:
+        """The handle of a Task job."""
+        name, definition = self._lookup("task", job)
+        return TaskHandle(self._engine, name, definition)

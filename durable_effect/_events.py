@@ -1,0 +1,193 @@
+"""Telemetry event values: what jobs and workflows emit, and their wire form.
+
+Events are frozen objects with snake_case attributes (``event.type``,
+``event.instance_id``, ``event.run_count``…). ``to_wire()`` gives the JSON object the
+original systems sent, with camelCase keys (``instanceId``, ``runCount``…) and ISO
+timestamps. Timestamps come from the runtime clock.
+
+>>> from datetime import datetime, timezone
+>>> ev = JobExecuted(event_id="e1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+...     instance_id="continuous:tick:a", id="a", job_type="continuous", job_name="tick",
+...     run_count=1, attempt=1, duration_ms=3)
+>>> ev.type, ev.to_wire()["instanceId"], ev.to_wire()["timestamp"]
+('job.executed', 'continuous:tick:a', '2026-01-01T00:00:00.000Z')
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol
+
+import attrs
+
+__all__ = [
+    "DebounceFlushed",
+    "DebounceStarted",
+    "ErrorInfo",
+    "Event",
+    "JobEvent",
+    "JobExecuted",
+    "JobFailed",
+    "JobRetryExhausted",
+    "JobStarted",
+    "JobTerminated",
+    "TaskScheduled",
+    "Tracker",
+    "new_event_id",
+    "to_camel",
+]
+
+
+def new_event_id() -> str:
+    """A fresh unique event id."""
+    return uuid.uuid4().hex
+
+
+def to_camel(name: str) -> str:
+    """``run_count`` → ``runCount``.
+
+    >>> to_camel("pre_execution_state")
+    'preExecutionState'
+    """
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def iso(ts: datetime) -> str:
+    """An aware instant as ISO-8601 UTC with milliseconds and a ``Z``."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def _wire_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, ErrorInfo):
+        return {"message": value.message, "stack": value.stack}
+    if isinstance(value, dict):
+        return {str(k): _wire_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire_value(v) for v in value]
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """An error as telemetry carries it."""
+
+    message: str
+    stack: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every event: ``type``, ``event_id``, ``timestamp`` (runtime clock)."""
+
+    type: ClassVar[str] = "event"
+    event_id: str
+    timestamp: datetime
+
+    def to_wire(self) -> dict[str, object]:
+        """The JSON object sent to trackers (camelCase keys)."""
+        out: dict[str, object] = {"type": self.type}
+        for field in attrs.fields(type(self)):
+            out[to_camel(field.name)] = _wire_value(getattr(self, field.name))
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class JobEvent(Event):
+    """An event of a Continuous, Debounce or Task instance."""
+
+    source: str = "job"
+    instance_id: str
+    id: str
+    job_type: str
+    job_name: str
+
+
+@attrs.frozen(kw_only=True)
+class JobStarted(JobEvent):
+    """A job instance was created."""
+
+    type: ClassVar[str] = "job.started"
+
+
+@attrs.frozen(kw_only=True)
+class JobExecuted(JobEvent):
+    """``execute`` completed successfully."""
+
+    type: ClassVar[str] = "job.executed"
+    run_count: int | None = None
+    attempt: int = 1
+    duration_ms: int = 0
+    pre_execution_state: object = None
+
+
+@attrs.frozen(kw_only=True)
+class JobFailed(JobEvent):
+    """``execute`` (or another handler) failed."""
+
+    type: ClassVar[str] = "job.failed"
+    run_count: int | None = None
+    attempt: int = 1
+    error: ErrorInfo
+    will_retry: bool = False
+    pre_execution_state: object = None
+
+
+@attrs.frozen(kw_only=True)
+class JobRetryExhausted(JobEvent):
+    """Every retry attempt failed."""
+
+    type: ClassVar[str] = "job.retryExhausted"
+    attempts: int
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JobTerminated(JobEvent):
+    """The instance was terminated (state purged, alarm cancelled)."""
+
+    type: ClassVar[str] = "job.terminated"
+    reason: str | None = None
+    run_count: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DebounceStarted(JobEvent):
+    """The first event of a batch arrived."""
+
+    type: ClassVar[str] = "debounce.started"
+    flush_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DebounceFlushed(JobEvent):
+    """A batch was processed."""
+
+    type: ClassVar[str] = "debounce.flushed"
+    event_count: int
+    reason: str
+    duration_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TaskScheduled(JobEvent):
+    """A task scheduled its execution with ``ctx.schedule``."""
+
+    type: ClassVar[str] = "task.scheduled"
+    scheduled_at: datetime
+    trigger: str
+
+
+class Tracker(Protocol):
+    """Receives every event. ``handle`` must return at once and never raise into a job."""
+
+    def handle(self, event: Event) -> None:
+        """Take one event (buffer it, send it later)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Deliver what is buffered and stop."""
+        ...

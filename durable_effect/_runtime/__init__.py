@@ -1,0 +1,1 @@
+"""The runtime (layer D): registry, engine (one transaction per handler), event bus."""

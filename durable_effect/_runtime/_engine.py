@@ -1,0 +1,292 @@
+"""The engine: runs one handler of one (or a few) instances as one storage transaction.
+
+``call`` (client operations) and ``fire`` (alarms) share the same shape:
+
+1. exclusion — the in-process lock of each instance, then its storage lease
+   (``acquire``, or the lease ``claim_due`` already granted);
+2. an ``InstanceTx`` per instance over the snapshot read under the lease;
+3. the handler's ``Effect`` runs with the runtime clock and the job's log annotations;
+   the lease is renewed while it runs;
+4. success → one ``commit`` of every buffered write, releasing the leases (fenced: a
+   handler whose lease was taken over commits nothing); failure → the leases are released
+   and nothing is written;
+5. the handler's telemetry events are published (those of failed calls too).
+
+The engine reads time only from its ``Clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from durable_effect import _clock, _log
+from durable_effect._effect import Effect, Exit, exit_to_effect, run_exit
+from durable_effect._events import Event
+from durable_effect._runtime._bus import EventBus
+from durable_effect._runtime._locks import LocalLocks
+from durable_effect._runtime._registry import Registry
+from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.jobs._instance import InstanceRef, InstanceTx
+from durable_effect.storage._port import (
+    Acquired,
+    Claimed,
+    InstanceSnapshot,
+    InstanceWrite,
+    Lease,
+    Storage,
+)
+
+__all__ = ["DEFAULT_LEASE_TTL", "Engine"]
+
+R = TypeVar("R")
+Err = TypeVar("Err", bound=BaseException)
+
+DEFAULT_LEASE_TTL = timedelta(seconds=30)
+_LOG = logging.getLogger("durable_effect")
+
+
+class Engine:
+    """Runs handlers against a storage under leases; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        clock: _clock.Clock,
+        registry: Registry,
+        bus: EventBus,
+        owner: str,
+        lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+    ) -> None:
+        if lease_ttl <= timedelta(0):
+            raise ValueError(f"lease_ttl must be positive, got {lease_ttl!r}")
+        self.storage = storage
+        self.clock = clock
+        self.registry = registry
+        self.bus = bus
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.locks = LocalLocks()
+
+    # -- client calls --------------------------------------------------------------------
+
+    async def call(
+        self,
+        refs: Sequence[InstanceRef],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
+        *,
+        log_level: int | None = None,
+    ) -> Effect[R, Err | StorageError]:
+        """Run ``handler`` over ``refs`` under their leases; the outcome as an effect.
+
+        The returned effect replays the handler's success or failure (after commit or
+        rollback), fails with ``StorageError`` if storage failed (nothing was written), and
+        re-raises a defect.
+        """
+        ids = [ref.instance_id for ref in refs]
+        async with self.locks.hold(ids):
+            try:
+                acquired = await self._acquire(ids)
+            except StorageError as exc:
+                return Effect.fail(exc)
+            leases = list(acquired.leases)
+            txs = [self._tx(ref, acquired.snapshots[ref.instance_id]) for ref in refs]
+            return await self._run_and_settle(refs[0], leases, txs, handler, log_level)
+
+    async def read(self, refs: Sequence[InstanceRef]) -> Mapping[str, InstanceSnapshot]:
+        """Committed snapshots without a lease (for status and state queries)."""
+        return await self.storage.load([ref.instance_id for ref in refs])
+
+    async def read_tx(self, ref: InstanceRef) -> InstanceTx:
+        """A read-only ``InstanceTx`` over the committed snapshot (never committed)."""
+        snapshots = await self.read([ref])
+        return self._tx(ref, snapshots[ref.instance_id])
+
+    # -- alarms --------------------------------------------------------------------------
+
+    async def fire(self, claimed: Claimed) -> bool:
+        """Run the alarm handler of a claimed instance. False if it was skipped.
+
+        Skipped (lease released, alarm left for a later claim) when a handler of the same
+        instance is already running in this process. An alarm of an instance no registered
+        job owns is pushed back by a minute and reported.
+        """
+        iid = claimed.lease.instance_id
+        if not await self.locks.try_hold(iid):
+            await self._release_quietly([claimed.lease])
+            return False
+        try:
+            found = self.registry.for_instance(iid)
+            if found is None:
+                _LOG.error("alarm of %r: no registered job owns this instance", iid)
+                later = self.clock.now() + timedelta(minutes=1)
+                await self._commit_quietly(
+                    [claimed.lease], [InstanceWrite(instance_id=iid, alarm=later)]
+                )
+                return True
+            ref, definition = found
+            tx = self._tx(ref, claimed.snapshot)
+            due_at = claimed.due_at
+
+            def handler(txs: Sequence[InstanceTx]) -> Effect[None, Any]:
+                return definition.on_alarm(txs[0], due_at)
+
+            try:
+                outcome = await self._run_and_settle(
+                    ref, [claimed.lease], [tx], handler, definition.log_level
+                )
+            except Exception:  # a defect escaped the job's alarm handler: a bug, not user code
+                _LOG.exception("alarm handler of %r failed; retrying in a minute", iid)
+                await self._push_back(iid)
+                return True
+            if not _is_success(outcome):
+                _LOG.error("alarm of %r could not be committed; it will fire again", iid)
+            return True
+        finally:
+            self.locks.release(iid)
+
+    async def _push_back(self, instance_id: str) -> None:
+        try:
+            acquired = await self._acquire([instance_id])
+        except StorageError:
+            return
+        later = self.clock.now() + timedelta(minutes=1)
+        await self._commit_quietly(
+            acquired.leases, [InstanceWrite(instance_id=instance_id, alarm=later)]
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _tx(self, ref: InstanceRef, snapshot: InstanceSnapshot) -> InstanceTx:
+        return InstanceTx(ref, snapshot, self.clock.now)
+
+    async def _acquire(self, ids: Sequence[str]) -> Acquired:
+        """Lease ``ids``, waiting (bounded) while another process holds one of them."""
+        delay = 0.002
+        waited = 0.0
+        limit = max(self.lease_ttl.total_seconds() * 1.5, 1.0)
+        while True:
+            acquired = await self.storage.acquire(
+                ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
+            )
+            if acquired is not None:
+                return acquired
+            if waited >= limit:
+                raise StorageError(
+                    operation="acquire",
+                    cause=f"{', '.join(ids)} stayed leased by another worker for {waited:.1f} s",
+                )
+            await self.storage.wait_for_change(delay)
+            waited += delay
+            delay = min(delay * 2, 0.25)
+
+    async def _run_and_settle(
+        self,
+        ref: InstanceRef,
+        leases: list[Lease],
+        txs: Sequence[InstanceTx],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
+        log_level: int | None,
+    ) -> Effect[R, Err | StorageError]:
+        annotations = {
+            "job_type": ref.job_type,
+            "job_name": ref.job_name,
+            "instance_id": ref.instance_id,
+        }
+        renewal = _Renewal(self, leases)
+        try:
+            with _clock.use_clock(self.clock), _log.annotate(annotations, log_level):
+                try:
+                    effect = handler(txs)
+                except Exception as exc:  # building the effect failed: a defect
+                    exit_ = Exit(2, exc)
+                else:
+                    exit_ = await run_exit(effect)
+        finally:
+            renewal.stop()
+        events: list[Event] = [event for tx in txs for event in tx.events]
+        try:
+            if exit_.kind == 0:
+                writes = [w for tx in txs if (w := tx.to_write()) is not None]
+                current = renewal.leases
+                try:
+                    await self.storage.commit(current, writes, release=True)
+                except LeaseLostError as exc:
+                    return Effect.fail(StorageError(operation="commit", cause=exc))
+                except StorageError as exc:
+                    await self._release_quietly(current)
+                    return Effect.fail(exc)
+            else:
+                await self._release_quietly(renewal.leases)
+        finally:
+            self.bus.publish(events)
+        return exit_to_effect(exit_)
+
+    async def _release_quietly(self, leases: Sequence[Lease]) -> None:
+        try:
+            await self.storage.release(leases)
+        except StorageError:
+            _LOG.warning("could not release %d lease(s); they will expire", len(leases))
+
+    async def _commit_quietly(
+        self, leases: Sequence[Lease], writes: Sequence[InstanceWrite]
+    ) -> None:
+        try:
+            await self.storage.commit(leases, writes, release=True)
+        except (StorageError, LeaseLostError):
+            _LOG.warning("could not commit alarm change for %s", [w.instance_id for w in writes])
+
+
+def _is_success(effect: Effect[Any, Any]) -> bool:
+    return bool(effect._op == 0)
+
+
+class _Renewal:
+    """Renews leases every third of their TTL while a handler runs (timer-driven, cheap).
+
+    Scheduling uses the event loop's timer; expiry instants come from the runtime clock.
+    """
+
+    def __init__(self, engine: Engine, leases: list[Lease]) -> None:
+        self.engine = engine
+        self.leases = leases
+        self._task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = loop.call_later(
+            engine.lease_ttl.total_seconds() / 3, self._start
+        )
+
+    def _start(self) -> None:
+        self._handle = None
+        self._task = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        period = self.engine.lease_ttl.total_seconds() / 3
+        while True:
+            renewed: list[Lease] = []
+            for lease in self.leases:
+                try:
+                    renewed.append(
+                        await self.engine.storage.extend(
+                            lease, now=self.engine.clock.now(), ttl=self.engine.lease_ttl
+                        )
+                    )
+                except (LeaseLostError, StorageError):
+                    renewed.append(lease)  # the commit will be fenced if it was really lost
+            self.leases[:] = renewed
+            await asyncio.sleep(period)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def due_now(now: datetime, when: datetime | None) -> bool:
+    """Whether an alarm at ``when`` is due at ``now``."""
+    return when is not None and when <= now

@@ -1,0 +1,74 @@
+"""The registry: job names to definitions, and instance ids back to their definition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from durable_effect.errors import JobNotFoundError
+from durable_effect.jobs._base import JobDefinition
+from durable_effect.jobs._instance import InstanceRef
+
+__all__ = ["Registry"]
+
+_MAX_NAME = 128
+
+
+class Registry:
+    """Validated, immutable mapping of job names to definitions."""
+
+    def __init__(self, definitions: Mapping[str, JobDefinition]) -> None:
+        if not isinstance(definitions, Mapping):
+            raise TypeError(
+                f"definitions must be a mapping of names to job definitions, "
+                f"got {type(definitions).__name__}"
+            )
+        checked: dict[str, JobDefinition] = {}
+        for name, definition in definitions.items():
+            key: object = name
+            if not isinstance(key, str) or not name:
+                raise ValueError(f"job names must be non-empty strings, got {name!r}")
+            if ":" in name or "\x00" in name or len(name) > _MAX_NAME:
+                raise ValueError(
+                    f"job name {name!r} must not contain ':' or NUL "
+                    f"and must be at most {_MAX_NAME} characters"
+                )
+            if not isinstance(definition, JobDefinition):
+                raise TypeError(
+                    f"job {name!r} is not a job definition (made by Continuous.make, "
+                    f"Debounce.make, Task.make or Workflow.make): {type(definition).__name__}"
+                )
+            checked[name] = definition
+        self._by_name = checked
+
+    def __iter__(self) -> Iterator[tuple[str, JobDefinition]]:
+        return iter(self._by_name.items())
+
+    def get(self, job_type: str, name: str) -> JobDefinition:
+        """The definition named ``name`` of type ``job_type``; ``JobNotFoundError`` if none."""
+        definition = self._by_name.get(name)
+        if definition is None or definition.job_type != job_type:
+            raise JobNotFoundError(job_type=job_type, job_name=name)
+        return definition
+
+    def name_of(self, job_type: str, definition: JobDefinition) -> str:
+        """The name a definition object is registered under (``JobNotFoundError`` if none)."""
+        names = [n for n, d in self._by_name.items() if d is definition]
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise JobNotFoundError(job_type=job_type, job_name=f"<unregistered {job_type} job>")
+        raise JobNotFoundError(
+            job_type=job_type,
+            job_name=f"<ambiguous: registered as {', '.join(sorted(names))}; pass the name>",
+        )
+
+    def for_instance(self, instance_id: str) -> tuple[InstanceRef, JobDefinition] | None:
+        """The definition an instance id belongs to, or ``None`` if it is not registered."""
+        try:
+            ref = InstanceRef.parse(instance_id)
+        except ValueError:
+            return None
+        definition = self._by_name.get(ref.job_name)
+        if definition is None or definition.job_type != ref.job_type:
+            return None
+        return ref, definition

@@ -1,0 +1,1 @@
+"""Job semantics (layer B): Continuous, Debounce, Task and their shared instance API."""

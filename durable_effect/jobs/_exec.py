@@ -1,0 +1,60 @@
+"""Running user code inside a handler: outcomes as values, failures as `ExecutionError`.
+
+Job semantics need to look at how user code ended (success, typed failure, defect) and
+decide what to commit, so ``run_user`` never fails: it gives an ``Outcome``. Defects are
+kept as defects (``Outcome.defect``), never turned into typed failures.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Generic, Never, TypeVar
+
+import attrs
+
+from durable_effect._effect import Effect, async_effect, run_exit
+from durable_effect._events import ErrorInfo
+from durable_effect.errors import ExecutionError, TaggedError
+from durable_effect.jobs._instance import InstanceRef
+
+__all__ = ["Outcome", "error_info", "execution_error", "run_user"]
+
+A = TypeVar("A")
+
+
+@attrs.frozen(kw_only=True)
+class Outcome(Generic[A]):
+    """How user code ended: ``ok`` with ``value``, or ``error`` (``defect`` if untyped)."""
+
+    ok: bool
+    value: A | None = None
+    error: BaseException | None = None
+    defect: bool = False
+
+
+def run_user(effect: Effect[A, BaseException]) -> Effect[Outcome[A], Never]:
+    """Run user code and give its outcome as a value (never fails, defects included)."""
+
+    async def run() -> Effect[Outcome[A], Never]:
+        exit_ = await run_exit(effect)
+        if exit_.kind == 0:
+            return Effect.succeed(Outcome(ok=True, value=exit_.value))
+        return Effect.succeed(Outcome(ok=False, error=exit_.value, defect=exit_.kind == 2))
+
+    return async_effect(run)
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """The ``{message, stack}`` telemetry form of an error."""
+    message = str(error) if isinstance(error, TaggedError) else f"{type(error).__name__}: {error}"
+    stack = None
+    if error.__traceback__ is not None:
+        stack = "".join(traceback.format_exception(error))
+    return ErrorInfo(message=message, stack=stack)
+
+
+def execution_error(ref: InstanceRef, cause: BaseException) -> ExecutionError:
+    """The ``ExecutionError`` a client call fails with when user code failed."""
+    return ExecutionError(
+        job_type=ref.job_type, job_name=ref.job_name, instance_id=ref.instance_id, cause=cause
+    )

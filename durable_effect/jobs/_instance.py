@@ -1,0 +1,196 @@
+"""The small instance API job semantics are written against: `InstanceTx` and `InstanceRef`.
+
+An ``InstanceTx`` is a pure, in-memory view of one instance during one handler: it starts
+from the committed snapshot, buffers record writes, the alarm change and telemetry events,
+and can roll back to a savepoint (a failed attempt's writes are discarded). The runtime turns
+what is left into one atomic storage commit. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import attrs
+
+from durable_effect._events import Event
+from durable_effect.errors import ValidationError
+from durable_effect.storage._port import KEEP, AlarmChange, InstanceSnapshot, InstanceWrite, Keep
+
+__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "validate_id"]
+
+MAX_ID_LENGTH = 512
+
+
+def validate_id(value: object, *, field: str = "id") -> str:
+    """Check a user-facing instance id: a non-empty str of at most 512 chars without NUL.
+
+    >>> validate_id("user-123")
+    'user-123'
+    >>> validate_id("")
+    Traceback (most recent call last):
+    durable_effect.errors.ValidationError: ValidationError: id at id: must not be empty
+    """
+    if not isinstance(value, str):
+        raise ValidationError(
+            schema=field, message=f"must be a str, got {type(value).__name__}", path=field
+        )
+    if not value:
+        raise ValidationError(schema=field, message="must not be empty", path=field)
+    if len(value) > MAX_ID_LENGTH:
+        raise ValidationError(
+            schema=field,
+            message=f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}",
+            path=field,
+        )
+    if "\x00" in value:
+        raise ValidationError(schema=field, message="must not contain NUL", path=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = f"is not valid UTF-8: {exc}"
+        raise ValidationError(schema=field, message=message, path=field) from None
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class InstanceRef:
+    """Who an instance is: ``{job_type}:{job_name}:{id}``."""
+
+    job_type: str
+    job_name: str
+    id: str
+
+    @property
+    def instance_id(self) -> str:
+        """The storage id, ``continuous:tokenRefresher:user-123``."""
+        return f"{self.job_type}:{self.job_name}:{self.id}"
+
+    @classmethod
+    def parse(cls, instance_id: str) -> InstanceRef:
+        """Split a storage id back into its parts (``ValueError`` if it has fewer than 3).
+
+        >>> InstanceRef.parse("task:orders:a:b").id
+        'a:b'
+        """
+        parts = instance_id.split(":", 2)
+        if len(parts) != 3:
+            raise ValueError(f"not an instance id: {instance_id!r}")
+        return cls(job_type=parts[0], job_name=parts[1], id=parts[2])
+
+
+@attrs.define(slots=True)
+class _Savepoint:
+    records: dict[str, bytes | None]
+    purged: bool
+    alarm: AlarmChange
+
+
+class InstanceTx:
+    """One handler's buffered view of one instance (see the module docstring)."""
+
+    __slots__ = ("_alarm", "_base", "_changes", "_now", "_purged", "events", "ref")
+
+    def __init__(self, ref: InstanceRef, snapshot: InstanceSnapshot, now: Callable[[], datetime]):
+        self.ref = ref
+        self._base = snapshot
+        self._now = now
+        self._changes: dict[str, bytes | None] = {}
+        self._purged = False
+        self._alarm: AlarmChange = KEEP
+        self.events: list[Event] = []
+
+    @property
+    def instance_id(self) -> str:
+        """The storage id of this instance."""
+        return self._base.instance_id
+
+    def now(self) -> datetime:
+        """The runtime clock's current instant."""
+        return self._now()
+
+    # -- records -------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The current value of record ``key`` (buffered writes included)."""
+        if key in self._changes:
+            return self._changes[key]
+        if self._purged:
+            return None
+        return self._base.records.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        """Write record ``key``."""
+        self._changes[key] = value
+
+    def delete(self, key: str) -> None:
+        """Delete record ``key``."""
+        self._changes[key] = None
+
+    def purge(self) -> None:
+        """Delete every record and the alarm: the instance stops existing."""
+        self._changes.clear()
+        self._purged = True
+        self._alarm = None
+
+    @property
+    def exists(self) -> bool:
+        """Whether the instance will have any record after this handler."""
+        return bool(self.records()) or self.alarm_at is not None
+
+    # -- alarm ---------------------------------------------------------------------------
+
+    @property
+    def alarm_at(self) -> datetime | None:
+        """The alarm as it will be after this handler."""
+        if isinstance(self._alarm, Keep):
+            return None if self._purged else self._base.alarm_at
+        return self._alarm
+
+    def set_alarm(self, when: datetime | None) -> None:
+        """Set (or clear with ``None``) the instance's single alarm."""
+        self._alarm = when
+
+    # -- telemetry -----------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Queue a telemetry event; the runtime delivers it after the handler."""
+        self.events.append(event)
+
+    # -- savepoints ----------------------------------------------------------------------
+
+    def savepoint(self) -> _Savepoint:
+        """Remember the buffered state, to discard later writes with ``rollback``."""
+        return _Savepoint(dict(self._changes), self._purged, self._alarm)
+
+    def rollback(self, point: _Savepoint) -> None:
+        """Discard every write made since ``point`` (events are kept)."""
+        self._changes = dict(point.records)
+        self._purged = point.purged
+        self._alarm = point.alarm
+
+    # -- commit --------------------------------------------------------------------------
+
+    def to_write(self) -> InstanceWrite | None:
+        """The storage write for what was buffered (``None`` when nothing changed)."""
+        puts = {k: v for k, v in self._changes.items() if v is not None}
+        deletes = frozenset(k for k, v in self._changes.items() if v is None)
+        if not puts and not deletes and not self._purged and isinstance(self._alarm, Keep):
+            return None
+        return InstanceWrite(
+            instance_id=self.instance_id,
+            puts=puts,
+            deletes=deletes,
+            purge=self._purged,
+            alarm=self._alarm,
+        )
+
+    def records(self) -> Mapping[str, bytes]:
+        """Every record as it will be after this handler."""
+        merged = {} if self._purged else dict(self._base.records)
+        for k, v in self._changes.items():
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        return merged
