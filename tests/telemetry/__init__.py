@@ -1,0 +1,1 @@
+"""Tests of ``durable_effect.telemetry``: events, trackers and logging."""
