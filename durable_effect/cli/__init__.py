@@ -1,0 +1,36 @@
+"""The ``durable-effect`` console script.
+
+Exit codes: 0 success; 1 the operation failed (the job's code failed, an invalid
+transition, a conflict, a duplicate event); 2 bad usage or bad input (unknown APP, invalid
+JSON, input that does not match the job's schema); 3 not found (unknown job, instance or
+run); 4 storage failure; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from durable_effect.cli._app import CliError
+from durable_effect.cli._commands import build_parser, run_command
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return asyncio.run(run_command(args))
+    except CliError as exc:
+        sys.stderr.write(f"durable-effect: {exc.message}\n")
+        return exc.code
+    except KeyboardInterrupt:
+        sys.stderr.write("durable-effect: interrupted\n")
+        return 130
+

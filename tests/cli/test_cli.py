@@ -1,0 +1,139 @@
+"""The CLI through its real entry point (a subprocess) against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.live
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).with_name("durable-effect")
+APP = "tests.cli.sample_app:jobs"
+
+
+def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "durable_effect.cli"]
+    env = {**os.environ, "DE_TEST_DB": str(db)}
+    return subprocess.run(
+        [*command, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def records(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+        return sum(
+            conn.execute(f'select count(*) from "{t}"').fetchone()[0]
+            for t in tables
+            if "record" in t or "alarm" in t
+        )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cli.db"
+
+
+def test_start_status_state_terminate_roundtrip(db: Path) -> None:
+    started = cli(db, "start", APP, "heartbeat", "a", "--input", '{"beats": 3}', "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["created"] is True
+
+    status = cli(db, "status", APP, "heartbeat", "a", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["status"] == "running"
+
+    state = cli(db, "state", APP, "heartbeat", "a", "--json")
+    assert json.loads(state.stdout)["state"] == {"beats": 4}  # the first run happened at start
+
+    human = cli(db, "status", APP, "heartbeat", "a")
+    assert "running" in human.stdout
+    assert "status" in human.stdout
+
+    gone = cli(db, "terminate", APP, "heartbeat", "a", "--reason", "done", "--json")
+    assert json.loads(gone.stdout)["terminated"] is True
+    after = cli(db, "status", APP, "heartbeat", "a", "--json")
+    assert json.loads(after.stdout)["status"] == "not_found"
+
+
+def test_add_flush_and_send_through_the_cli(db: Path) -> None:
+    added = cli(db, "add", APP, "clicks", "site", "--event", '{"page": "/"}', "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["event_count"] == 1
+    flushed = cli(db, "flush", APP, "clicks", "site", "--json")
+    assert json.loads(flushed.stdout)["flushed"] is True
+
+    sent = cli(
+        db, "send", APP, "orders", "o1", "--event", '{"type": "placed", "item": "pen"}', "--json"
+    )
+    assert sent.returncode == 0, sent.stderr
+    state = cli(db, "state", APP, "orders", "o1", "--json")
+    assert json.loads(state.stdout)["state"]["status"] == "awaiting payment"
+
+
+def test_instances_list_filters_by_type(db: Path) -> None:
+    cli(db, "start", APP, "heartbeat", "x", "--input", '{"beats": 0}')
+    cli(db, "send", APP, "orders", "o9", "--event", '{"type": "placed", "item": "cup"}')
+    listing = cli(db, "instances", "list", APP, "--type", "task", "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert [(r["type"], r["id"]) for r in rows] == [("task", "o9")]
+
+
+def test_unknown_job_is_a_clear_error_and_writes_nothing(db: Path) -> None:
+    result = cli(db, "start", APP, "nope", "a", "--input", "{}")
+    assert result.returncode == 3
+    assert "no job named 'nope'" in result.stderr
+    assert records(db) == 0
+
+
+def test_invalid_json_is_refused_before_anything_is_written(db: Path) -> None:
+    result = cli(db, "start", APP, "heartbeat", "a", "--input", "{beats: 1")
+    assert result.returncode == 2
+    assert "--input is not valid JSON" in result.stderr
+    assert records(db) == 0
+
+
+def test_schema_mismatch_names_the_field_and_writes_nothing(db: Path) -> None:
+    result = cli(db, "start", APP, "heartbeat", "a", "--input", '{"beats": "many"}')
+    assert result.returncode == 2
+    assert "$.beats" in result.stderr
+    assert records(db) == 0
+    event = cli(db, "add", APP, "clicks", "site", "--event", '{"page": 5}')
+    assert event.returncode == 2
+    assert "$.page" in event.stderr
+    assert records(db) == 0
+
+
+def test_command_on_the_wrong_job_type_is_refused(db: Path) -> None:
+    result = cli(db, "add", APP, "heartbeat", "a", "--event", "{}")
+    assert result.returncode == 2
+    assert "is a continuous job" in result.stderr
+
+
+def test_bad_app_spec_is_a_usage_error(db: Path) -> None:
+    result = cli(db, "status", "no_such_module:jobs", "heartbeat", "a")
+    assert result.returncode == 2
+    assert "cannot import" in result.stderr
+
+
+def test_migrate_creates_the_schema(db: Path) -> None:
+    result = cli(db, "migrate", "--storage", f"sqlite:///{db}", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["migrated"] is True
+    assert db.exists()
