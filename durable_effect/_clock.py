@@ -55,6 +55,13 @@ def use_clock(clock: Clock) -> Iterator[None]:
 
 async def sleep_for(delay: timedelta) -> None:
     """Sleep ``delay`` through the current clock (or the event loop's timer without one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "Effect.sleep needs an event loop: use `await Effect.run_async(eff)` or `await eff`, "
+            "not Effect.run_sync"
+        ) from None
     clock = _CLOCK.get()
     if clock is None:
         await asyncio.sleep(max(delay.total_seconds(), 0.0))

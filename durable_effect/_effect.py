@@ -25,21 +25,21 @@ They propagate out of the run functions as the original exception (finalizers ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NoReturn, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Never, NoReturn, cast, overload
 
 import attrs
 from returns.future import FutureResult
 from returns.io import IOFailure, IOResult, IOSuccess
 from returns.pipeline import is_successful
 from returns.result import Failure, Result, Success
-from typing_extensions import Never, ParamSpec, TypeAliasType, TypeVar
+from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from durable_effect import _clock, _log
-
 
 if TYPE_CHECKING:
     from durable_effect._backoff import Retry
@@ -74,6 +74,7 @@ _LOG = 12
 _GEN_FRAME = 13
 _RESTORE = 14
 _ASYNC_EFFECT = 15
+_CATCH_TAG = 16
 
 
 class Effect(Generic[A, E]):
@@ -141,8 +142,9 @@ class Effect(Generic[A, E]):
     def try_(thunk: Callable[[], T], *, catch: Callable[[Exception], ErrT]) -> Effect[T, ErrT]:
         """Run ``thunk``; an ``Exception`` it raises becomes the typed error ``catch(exc)``.
 
-        >>> bad = Effect.try_(lambda: int("x"), catch=lambda e: InstanceNotFoundError(instance_id="n"))
-        >>> Effect.run_sync(bad)
+        >>> def missing(e: Exception) -> InstanceNotFoundError:
+        ...     return InstanceNotFoundError(instance_id="n")
+        >>> Effect.run_sync(Effect.try_(lambda: int("x"), catch=missing))
         <Failure: InstanceNotFoundError: no instance 'n'>
         """
         return Effect(_TRY, thunk, catch)
@@ -300,7 +302,8 @@ class Effect(Generic[A, E]):
         """Transform the typed error.
 
         >>> missing = Effect.fail(InstanceNotFoundError(instance_id="a"))
-        >>> Effect.run_sync(missing.map_error(lambda e: StorageError(operation="load", cause=str(e))))
+        >>> to_storage = lambda e: StorageError(operation="load", cause=str(e))
+        >>> Effect.run_sync(missing.map_error(to_storage))
         <Failure: StorageError: load failed: InstanceNotFoundError: no instance 'a'>
         """
         return Effect(_CATCH, self, lambda e: Effect(_FAIL, _checked_error(f(e))))
@@ -328,12 +331,8 @@ class Effect(Generic[A, E]):
         """
 
         def with_handler(handler: Callable[[ErrT], Effect[B, E2]]) -> Effect[A | B, E | E2]:
-            def select(error: Any) -> Effect[Any, Any]:
-                if isinstance(error, cls):
-                    return handler(error)
-                return Effect(_FAIL, error)
-
-            return Effect(_CATCH, self, select)
+            # The interpreter selects by class itself (no closure per node, no extra call).
+            return Effect(_CATCH_TAG, self, (cls, handler))
 
         return with_handler
 
@@ -373,15 +372,16 @@ class Effect(Generic[A, E]):
             timer = asyncio.ensure_future(_clock.sleep_for(delay))
             try:
                 done, _ = await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # this run was cancelled: interrupt the inner effect too
+                task.cancel()
+                raise
             finally:
                 timer.cancel()
             if task in done:
                 return _exit_to_effect(task.result())
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
             millis = round(delay.total_seconds() * 1000)
             return Effect(_FAIL, TimeoutException(timeout_ms=millis))
 
@@ -530,7 +530,7 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
     while True:
         # ---- evaluate ``cur`` down to an outcome (kind, value) ----
         op = cur._op
-        if op == _FLAT_MAP or op == _MAP or op == _CATCH:
+        if op == _FLAT_MAP or op == _MAP or op == _CATCH or op == _CATCH_TAG:
             push(cur)
             cur = cur._a
             continue
@@ -643,6 +643,15 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                         kind = _DEFECT
                         value = exc
                         continue
+                    # Fast paths: a plain success or failure needs no trip through ``evaluate``.
+                    op = cur._op
+                    if op == _SUCCEED:
+                        value = cur._a
+                        continue
+                    if op == _FAIL:
+                        kind = _ERR
+                        value = cur._a
+                        continue
                     break
                 if fop == _MAP:
                     try:
@@ -667,6 +676,12 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                         value = exc
                         continue
                     push(frame)
+                    if type(nxt) is Effect:
+                        if nxt._op == _SUCCEED:  # fast path: resume the generator at once
+                            value = nxt._a
+                            continue
+                        cur = nxt
+                        break
                     try:
                         cur = _as_effect(nxt)
                     except TypeError as exc:
@@ -676,17 +691,33 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                         value = exc
                         continue
                     break
-                if fop == _CATCH:
+                if fop == _CATCH or fop == _CATCH_TAG:
                     continue
             elif kind == _ERR:
-                if fop == _CATCH:
+                if fop == _CATCH or fop == _CATCH_TAG:
                     try:
-                        cur = _as_effect(frame._b(value))
+                        if fop == _CATCH:
+                            cur = frame._b(value)
+                        else:
+                            cls, handler = frame._b
+                            if not isinstance(value, cls):
+                                continue  # not this tag: the failure goes on unchanged
+                            cur = handler(value)
+                        if type(cur) is not Effect:
+                            cur = _as_effect(cur)
                     except BaseException as exc:
                         if isinstance(exc, GeneratorExit):
                             raise
                         kind = _DEFECT
                         value = exc
+                        continue
+                    op = cur._op
+                    if op == _SUCCEED:  # fast path, as for flat_map
+                        kind = _OK
+                        value = cur._a
+                        continue
+                    if op == _FAIL:
+                        value = cur._a
                         continue
                     break
                 if fop == _GEN_FRAME:
