@@ -1,0 +1,342 @@
+"""The contexts of a Task job's handlers: `TaskContext[S]` and its subclasses.
+
+Every handler of a Task (``on_event``, ``execute``, ``on_idle``, ``on_error``) gets a
+``TaskContext[S]`` or a subclass of it:
+
+* ``TaskEventContext[S]`` (``on_event``) adds ``is_first_event``;
+* ``TaskIdleContext[S]`` (``on_idle``) adds ``idle_reason`` (``"on_event"``/``"execute"``);
+* ``TaskErrorContext[S]`` (``on_error``) adds ``error_source`` (the handler that failed).
+
+Whatever reads storage is an ``Effect`` (``state``, ``event_count``, ``execute_count``,
+``created_at``, ``get_scheduled_time()``), and always gives the *live* value: what this
+handler has written so far included (**fix**: the original returned the value loaded before
+the handler). Identifiers and facts of the call are plain attributes.
+
+``schedule(when)`` sets the instance's single alarm, which runs ``execute``; the last call of
+a handler wins. ``when`` is a ``timedelta`` or a duration string (from now), an aware
+``datetime`` (absolute), or a number: absolute epoch **milliseconds**, as in the original.
+
+>>> from datetime import UTC, datetime, timedelta
+>>> now = datetime(2026, 1, 1, tzinfo=UTC)
+>>> resolve_when("90 s", now).isoformat()
+'2026-01-01T00:01:30+00:00'
+>>> resolve_when(timedelta(hours=1), now).isoformat()
+'2026-01-01T01:00:00+00:00'
+>>> resolve_when(1767225600000, now).isoformat()
+'2026-01-01T00:00:00+00:00'
+>>> resolve_when(datetime(2026, 1, 2), now)
+Traceback (most recent call last):
+    ...
+durable_effect.errors.ValidationError: ValidationError: schedule at when: \
+a datetime must be timezone-aware, got datetime.datetime(2026, 1, 2, 0, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Generic, Literal, Never, NoReturn, TypeAlias, TypeVar
+
+import attrs
+
+from durable_effect._codec import Codec, codec_for
+from durable_effect._duration import Duration
+from durable_effect._effect import Effect
+from durable_effect.errors import ValidationError
+from durable_effect.jobs._instance import InstanceTx
+
+__all__ = [
+    "META_KEY",
+    "STATE_KEY",
+    "IdleReason",
+    "Phase",
+    "ScheduleInput",
+    "TaskContext",
+    "TaskErrorContext",
+    "TaskEventContext",
+    "TaskIdleContext",
+    "TaskMeta",
+    "TaskSession",
+    "load_meta",
+    "resolve_when",
+    "save_meta",
+]
+
+S = TypeVar("S")
+
+#: The record holding the user's state (encoded with the user's schema).
+STATE_KEY = "state"
+#: The record holding the instance's metadata (counters, creation time, pending retry).
+META_KEY = "meta"
+
+#: The handlers of a Task, as named in ``error_source`` and ``task.scheduled.trigger``.
+Phase: TypeAlias = Literal["on_event", "execute", "on_idle", "on_error"]
+#: Why ``on_idle`` runs: the handler after which nothing was scheduled.
+IdleReason: TypeAlias = Literal["on_event", "execute"]
+#: What ``ctx.schedule`` accepts (see the module docstring).
+ScheduleInput: TypeAlias = timedelta | str | datetime | int | float
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@attrs.frozen(kw_only=True)
+class TaskMeta:
+    """The metadata record of a Task instance."""
+
+    created_at: datetime
+    event_count: int = 0
+    execute_count: int = 0
+    #: How many attempts of the pending alarm's execute already failed (0: no retry pending).
+    retry_attempt: int = 0
+    #: When the first failed attempt of the pending retry started.
+    retry_started_at: datetime | None = None
+
+
+_META_CODEC: Codec[TaskMeta] = codec_for(TaskMeta)
+
+
+def load_meta(tx: InstanceTx) -> TaskMeta | None:
+    """The instance's metadata (``None`` when it does not exist); ``ValidationError`` if corrupt."""
+    data = tx.get(META_KEY)
+    return None if data is None else _META_CODEC.decode(data)
+
+
+def save_meta(tx: InstanceTx, meta: TaskMeta) -> None:
+    """Write the metadata record."""
+    tx.put(META_KEY, _META_CODEC.encode(meta))
+
+
+def _bad_when(message: str) -> ValidationError:
+    return ValidationError(schema="schedule", message=message, path="when")
+
+
+def resolve_when(when: object, now: datetime) -> datetime:
+    """The instant ``ctx.schedule(when)`` means at ``now`` (``ValidationError`` if invalid)."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise _bad_when(f"a datetime must be timezone-aware, got {when!r}")
+        return when.astimezone(UTC)
+    if isinstance(when, bool) or not isinstance(when, timedelta | str | int | float):
+        raise _bad_when(
+            "expected a timedelta, a duration string, an aware datetime or epoch milliseconds, "
+            f"got {type(when).__name__}"
+        )
+    if isinstance(when, int | float):
+        if isinstance(when, float) and not math.isfinite(when):
+            raise _bad_when(f"epoch milliseconds must be finite, got {when!r}")
+        try:
+            return _EPOCH + timedelta(milliseconds=when)
+        except OverflowError:
+            raise _bad_when(f"epoch milliseconds out of range: {when!r}") from None
+    if isinstance(when, timedelta) and when < timedelta(0):
+        raise _bad_when(f"a delay must not be negative, got {when!r}")
+    try:
+        delay = Duration.parse(when)
+        return now + delay
+    except (ValueError, OverflowError) as exc:
+        raise _bad_when(str(exc)) from None
+
+
+class Terminate(BaseException):  # a control-flow signal, not an error
+    """Raised by ``ctx.terminate``: unwinds the handler (never a typed failure).
+
+    A ``BaseException`` so that ``Effect.try_``-style wrappers (which catch ``Exception``)
+    never mistake it for a failure of their own thunk.
+    """
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TaskSession(Generic[S]):
+    """One handler run's view of the instance, shared by the context it is given.
+
+    The job reads what the handler did here after it ends: whether it touched the schedule
+    (``schedule_touched``) and whether it terminated the instance (``terminated``).
+    """
+
+    __slots__ = ("codec", "phase", "schedule_touched", "terminated", "tx")
+
+    def __init__(self, tx: InstanceTx, codec: Codec[S], phase: Phase) -> None:
+        self.tx = tx
+        self.codec = codec
+        self.phase: Phase = phase
+        self.schedule_touched = False
+        self.terminated: list[str | None] = []
+
+    def read_state(self) -> S | None:
+        data = self.tx.get(STATE_KEY)
+        return None if data is None else self.codec.decode(data)
+
+    def write_state(self, state: S) -> Effect[None, ValidationError]:
+        try:
+            data = self.codec.encode(state)
+        except ValidationError as exc:
+            return Effect.fail(exc)
+        self.tx.put(STATE_KEY, data)
+        return Effect.succeed(None)
+
+    def meta(self) -> TaskMeta:
+        meta = load_meta(self.tx)
+        if meta is None:  # pragma: no cover - a handler always runs on an existing instance
+            raise ValidationError(
+                schema="TaskMeta", message="the instance has no metadata", path="$"
+            )
+        return meta
+
+
+class TaskContext(Generic[S]):
+    """What every Task handler sees (``execute`` gets exactly this class).
+
+    ``on_event``, ``on_idle`` and ``on_error`` get subclasses, so a handler annotated with
+    ``TaskContext[S]`` fits any of them.
+    """
+
+    __slots__ = ("_session", "id", "instance_id", "job_name")
+
+    #: The storage id, ``task:<job name>:<id>``.
+    instance_id: str
+    #: The id the client used.
+    id: str
+    #: The registered job name.
+    job_name: str
+
+    def __init__(self, session: TaskSession[S]) -> None:
+        self._session = session
+        ref = session.tx.ref
+        self.instance_id = ref.instance_id
+        self.id = ref.id
+        self.job_name = ref.job_name
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> Effect[S | None]:
+        """The current state, or ``None`` before anything set it; live within the handler."""
+        return Effect.sync(self._session.read_state)
+
+    def set_state(self, state: S) -> Effect[None, ValidationError]:
+        """Replace the state; fails with ``ValidationError`` if ``state`` does not fit."""
+        session = self._session
+        return Effect.suspend(lambda: session.write_state(state))
+
+    def update_state(self, fn: Callable[[S], S]) -> Effect[None, ValidationError]:
+        """Replace the state with ``fn(current)``; does nothing while the state is ``None``."""
+        session = self._session
+
+        def update() -> Effect[None, ValidationError]:
+            current = session.read_state()
+            if current is None:
+                return Effect.succeed(None)
+            return session.write_state(fn(current))
+
+        return Effect.suspend(update)
+
+    # -- schedule ----------------------------------------------------------------------------
+
+    def schedule(self, when: ScheduleInput) -> Effect[None, ValidationError]:
+        """Run ``execute`` at ``when`` (replacing any earlier schedule; the last call wins).
+
+        ``timedelta``/duration string: from now; aware ``datetime``: that instant; a number:
+        absolute epoch milliseconds. Anything else fails with ``ValidationError``.
+        """
+        session = self._session
+
+        def set_it() -> Effect[None, ValidationError]:
+            try:
+                at = resolve_when(when, session.tx.now())
+            except ValidationError as exc:
+                return Effect.fail(exc)
+            session.tx.set_alarm(at)
+            session.schedule_touched = True
+            return Effect.succeed(None)
+
+        return Effect.suspend(set_it)
+
+    def cancel_schedule(self) -> Effect[None]:
+        """Cancel the scheduled execution, if any."""
+        session = self._session
+
+        def cancel() -> None:
+            session.tx.set_alarm(None)
+            session.schedule_touched = True
+
+        return Effect.sync(cancel)
+
+    def get_scheduled_time(self) -> Effect[datetime | None]:
+        """When ``execute`` is scheduled to run (``None`` if it is not)."""
+        session = self._session
+        return Effect.sync(lambda: session.tx.alarm_at)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def terminate(self, reason: str | None = None) -> Effect[Never]:
+        """End the handler here and delete the instance: state, counters and schedule."""
+        session = self._session
+
+        def stop() -> NoReturn:
+            session.terminated.append(reason)
+            raise Terminate(reason)
+
+        return Effect.sync(stop)
+
+    # -- counters --------------------------------------------------------------------------
+
+    @property
+    def event_count(self) -> Effect[int]:
+        """How many events the instance has received (the current one included)."""
+        session = self._session
+        return Effect.sync(lambda: session.meta().event_count)
+
+    @property
+    def execute_count(self) -> Effect[int]:
+        """How many times ``execute`` has run (the current run included; not retries)."""
+        session = self._session
+        return Effect.sync(lambda: session.meta().execute_count)
+
+    @property
+    def created_at(self) -> Effect[datetime]:
+        """When the instance was created (by its first event)."""
+        session = self._session
+        return Effect.sync(lambda: session.meta().created_at)
+
+
+class TaskEventContext(TaskContext[S]):
+    """The context of ``on_event``: adds ``is_first_event``."""
+
+    __slots__ = ("is_first_event",)
+
+    #: Whether this event created the instance.
+    is_first_event: bool
+
+    def __init__(self, session: TaskSession[S], *, is_first_event: bool) -> None:
+        super().__init__(session)
+        self.is_first_event = is_first_event
+
+
+class TaskIdleContext(TaskContext[S]):
+    """The context of ``on_idle``: adds ``idle_reason``."""
+
+    __slots__ = ("idle_reason",)
+
+    #: The handler after which nothing was scheduled: ``"on_event"`` or ``"execute"``.
+    idle_reason: IdleReason
+
+    def __init__(self, session: TaskSession[S], *, idle_reason: IdleReason) -> None:
+        super().__init__(session)
+        self.idle_reason = idle_reason
+
+
+class TaskErrorContext(TaskContext[S]):
+    """The context of ``on_error``: adds ``error_source``."""
+
+    __slots__ = ("error_source",)
+
+    #: The handler that failed: ``"on_event"``, ``"execute"`` or ``"on_idle"``.
+    error_source: Phase
+
+    def __init__(self, session: TaskSession[S], *, error_source: Phase) -> None:
+        super().__init__(session)
+        self.error_source = error_source
