@@ -1,0 +1,220 @@
+"""Debounce jobs: collect events into a batch, reduce them into a state, flush the batch once.
+
+A batch opens with its first event and flushes (runs ``execute`` once for all its events)
+when the first of these happens: ``flush_after`` has passed since its **first** event;
+``idle_after`` (optional) has passed since its **last** event (a trailing debounce, still
+capped by ``flush_after``); an ``add`` brings it to ``max_events`` (the flush runs inside
+that ``add``); a client calls ``flush``. After a successful flush the batch is gone (the
+instance reads as ``not_found``) and the next ``add`` opens a new one.
+
+``on_event`` reduces each event into the state; without it the state is the latest event.
+``event_id``s are remembered per instance for ``dedupe_window`` (24 hours by default),
+across batches: a repeated one fails with ``DuplicateEventError`` and changes nothing.
+
+A flush that fails keeps the batch: with ``retry`` it is tried again after the backoff
+(events added meanwhile join it) and dropped only when the attempts run out
+(``job.retryExhausted``); without ``retry`` it is tried again ``flush_after`` later
+(``job.failed`` each time). A failing ``max_events`` flush inside an ``add`` is handled the
+same way: the ``add`` itself succeeds (its event is kept).
+"""
+
+from __future__ import annotations
+
+import types
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from durable_effect import _log
+from durable_effect._backoff import Retry
+from durable_effect._codec import Codec, codec_for
+from durable_effect._duration import Duration, DurationInput
+from durable_effect.jobs._debounce_context import (
+    DebounceAddResult,
+    DebounceClearResult,
+    DebounceContext,
+    DebounceEventContext,
+    DebounceFlushResult,
+    DebounceStateResult,
+    DebounceStatusResult,
+    FlushReason,
+)
+from durable_effect.jobs._debounce_definition import DebounceDefinition, Execute, Reducer
+
+__all__ = [
+    "Debounce",
+    "DebounceAddResult",
+    "DebounceClearResult",
+    "DebounceContext",
+    "DebounceDefinition",
+    "DebounceEventContext",
+    "DebounceFlushResult",
+    "DebounceStateResult",
+    "DebounceStatusResult",
+    "FlushReason",
+]
+
+S = TypeVar("S")
+I = TypeVar("I")  # noqa: E741
+J = TypeVar("J")
+K = TypeVar("K")
+
+
+def _positive(field: str, value: DurationInput) -> timedelta:
+    try:
+        parsed = Duration.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"Debounce.make: {field}: {exc}") from None
+    if parsed <= timedelta(0):
+        raise ValueError(f"Debounce.make: {field} must be positive, got {value!r}")
+    return parsed
+
+
+class Debounce:
+    """Namespace of the Debounce job type: ``Debounce.make(...)``."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        raise TypeError("Debounce is a namespace; use Debounce.make(...)")
+
+    # Overloads: with or without a state schema; each with a plain schema (the type comes
+    # from it) or a union of tagged Structs (the types come from the handlers' annotations).
+    @overload
+    @staticmethod
+    def make(
+        event_schema: type[I],
+        execute: Execute[I],
+        flush_after: DurationInput,
+        state_schema: None = None,
+        max_events: int | None = None,
+        idle_after: DurationInput | None = None,
+        on_event: Reducer[I, I] | None = None,
+        retry: Retry | None = None,
+        logging: bool | int = False,
+        dedupe_window: DurationInput = "24 hours",
+    ) -> DebounceDefinition[I, I]: ...
+
+    @overload
+    @staticmethod
+    def make(
+        event_schema: types.UnionType | type[J],
+        execute: Execute[I],
+        flush_after: DurationInput,
+        state_schema: None = None,
+        max_events: int | None = None,
+        idle_after: DurationInput | None = None,
+        on_event: Reducer[I, I] | None = None,
+        retry: Retry | None = None,
+        logging: bool | int = False,
+        dedupe_window: DurationInput = "24 hours",
+    ) -> DebounceDefinition[I, I]: ...
+
+    @overload
+    @staticmethod
+    def make(
+        event_schema: type[I],
+        execute: Execute[S],
+        flush_after: DurationInput,
+        state_schema: type[S],
+        max_events: int | None = None,
+        idle_after: DurationInput | None = None,
+        *,
+        on_event: Reducer[S, I],
+        retry: Retry | None = None,
+        logging: bool | int = False,
+        dedupe_window: DurationInput = "24 hours",
+    ) -> DebounceDefinition[S, I]: ...
+
+    @overload
+    @staticmethod
+    def make(
+        event_schema: types.UnionType | type[J],
+        execute: Execute[S],
+        flush_after: DurationInput,
+        state_schema: types.UnionType | type[K],
+        max_events: int | None = None,
+        idle_after: DurationInput | None = None,
+        *,
+        on_event: Reducer[S, I],
+        retry: Retry | None = None,
+        logging: bool | int = False,
+        dedupe_window: DurationInput = "24 hours",
+    ) -> DebounceDefinition[S, I]: ...
+
+    @staticmethod
+    def make(  # noqa: PLR0917 - SPEC's signature is positional
+        event_schema: object,
+        execute: Execute[Any],
+        flush_after: DurationInput,
+        state_schema: object = None,
+        max_events: int | None = None,
+        idle_after: DurationInput | None = None,
+        on_event: Reducer[Any, Any] | None = None,
+        retry: Retry | None = None,
+        logging: bool | int = False,
+        dedupe_window: DurationInput = "24 hours",
+    ) -> DebounceDefinition[Any, Any]:
+        """Define a Debounce job (see the module docstring for the semantics).
+
+        ``event_schema`` validates every event; ``state_schema`` the reduced state (without
+        it the state is the latest event, unless ``on_event`` reduces events into a value of
+        the event schema). ``on_event`` is required when ``state_schema`` is given.
+        Durations accept anything ``Duration.parse`` does.
+
+        >>> from durable_effect import Effect
+        >>> job = Debounce.make(int, lambda ctx: Effect.succeed(None), flush_after="5 s")
+        >>> job.flush_after, job.state_schema
+        (datetime.timedelta(seconds=5), <class 'int'>)
+        >>> Debounce.make(int, lambda ctx: Effect.succeed(None), flush_after="0 s")
+        Traceback (most recent call last):
+            ...
+        ValueError: Debounce.make: flush_after must be positive, got '0 s'
+        """
+        try:
+            event_codec: Codec[Any] = codec_for(event_schema)
+        except TypeError as exc:
+            raise TypeError(f"Debounce.make: event_schema: {exc}") from None
+        if not callable(execute):
+            raise TypeError(f"Debounce.make: execute must be callable, got {execute!r}")
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"Debounce.make: on_event must be callable, got {on_event!r}")
+        if state_schema is None:
+            state_codec: Codec[Any] = event_codec
+            state_schema = event_schema
+        else:
+            if on_event is None:
+                raise TypeError(
+                    "Debounce.make: on_event is required when state_schema is given "
+                    "(the default reducer keeps the latest event, of the event schema)"
+                )
+            try:
+                state_codec = codec_for(state_schema)
+            except TypeError as exc:
+                raise TypeError(f"Debounce.make: state_schema: {exc}") from None
+        given_max: object = max_events
+        if given_max is not None and (
+            isinstance(given_max, bool) or not isinstance(given_max, int) or given_max < 1
+        ):
+            raise ValueError(f"Debounce.make: max_events must be an int >= 1, got {max_events!r}")
+        given_retry: object = retry
+        if given_retry is not None and not isinstance(given_retry, Retry):
+            raise TypeError(f"Debounce.make: retry must be a Retry or None, got {retry!r}")
+        try:
+            level = _log.level_for(logging)
+        except TypeError as exc:
+            raise TypeError(f"Debounce.make: {exc}") from None
+        return DebounceDefinition(
+            event_schema=event_schema,
+            execute=execute,
+            flush_after=_positive("flush_after", flush_after),
+            state_schema=state_schema,
+            max_events=max_events,
+            idle_after=None if idle_after is None else _positive("idle_after", idle_after),
+            on_event=on_event,
+            retry=retry,
+            logging=logging,
+            dedupe_window=_positive("dedupe_window", dedupe_window),
+            log_level=level,
+            event_codec=event_codec,
+            state_codec=state_codec,
+        )
