@@ -30,10 +30,9 @@ True
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, NoReturn, Self
 
 import attrs
-from typing_extensions import Never, Self
 
 if TYPE_CHECKING:
     from durable_effect._effect import Effect
