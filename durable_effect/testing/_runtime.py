@@ -88,17 +88,29 @@ class TestRuntime:
     async def run_until_idle(self, max_alarms: int = 10_000) -> int:
         """Fire every alarm due now (clock unchanged); returns how many fired."""
         await self.jobs.open()
+        engine = self.jobs.engine
         fired = 0
+        # One claim batch at a time (not ``Worker.run_until_idle``, which only returns once
+        # nothing is due: a job re-arming at the current instant would never let it return).
         while True:
-            batch = await self._worker.run_until_idle()
-            fired += batch
-            if batch == 0:
+            claimed = await engine.storage.claim_due(
+                now=self.clock.now(),
+                owner=engine.owner,
+                ttl=engine.lease_ttl,
+                limit=self._worker.concurrency,
+            )
+            if not claimed:
                 break
+            ran = sum(await asyncio.gather(*(engine.fire(c) for c in claimed)))
+            fired += ran
+            self._worker.fired += ran
             if fired > max_alarms:
                 raise RuntimeError(
                     f"more than {max_alarms} alarms fired at {self.clock.now()}: "
                     "does a job keep scheduling itself for the current instant?"
                 )
+            if ran == 0:  # every claimed instance was busy here: wait for its release
+                await engine.storage.wait_for_change(0.01)
         await _settle()
         return fired
 

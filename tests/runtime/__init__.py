@@ -1,0 +1,1 @@
+"""Runtime tests: the engine, the test clock and runtime, the worker, crash recovery."""
