@@ -1,0 +1,641 @@
+"""`PostgresStorage`: the `Storage` port on PostgreSQL, shared by any number of processes.
+
+This module owns the connection handling: a ``psycopg_pool.AsyncConnectionPool`` for the
+operations, one dedicated connection that ``LISTEN``s for change notifications, the mapping of
+driver errors to `StorageError`, and the Python side of each operation (validation, building
+array parameters, turning rows into snapshots). The SQL, the schema and its migrations live in
+``_postgres_sql``; ``docs/postgres.md`` explains the deployment.
+
+Every operation is one statement in autocommit mode, so one round trip and one transaction:
+``acquire``, ``claim_due`` and ``commit`` call PL/pgSQL functions that lock, check, write and
+read in order; ``extend``, ``release``, ``load``, ``next_alarm_at`` and ``list_instances`` are
+plain statements. Nothing is ever half-written: a statement that fails, or whose connection
+drops, is rolled back by the server. (A connection lost *while the server commits* leaves the
+outcome unknown, as with any database; the operation then raises `StorageError` and the
+caller treats the write as possibly applied — leases and fencing keep that safe.)
+
+psycopg and psycopg-pool are imported when a `PostgresStorage` is built, so this module (and
+``durable_effect.storage``) imports without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+
+from durable_effect.errors import StorageError
+from durable_effect.storage import _postgres_sql as q
+from durable_effect.storage._port import (
+    Acquired,
+    Claimed,
+    InstanceSnapshot,
+    InstanceWrite,
+    Lease,
+    Storage,
+)
+from durable_effect.storage._postgres_values import (
+    Found,
+    Plan,
+    check_owner,
+    check_text,
+    group,
+    instant,
+    lease_lost,
+    prefix_upper,
+    redact,
+    storable,
+    ttl_of,
+    unique_ids,
+    utc,
+    validate_commit,
+)
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg.rows import TupleRow
+    from psycopg.sql import Composed
+    from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["PostgresStorage"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("durable_effect.storage.postgres")
+
+_INSTALL_HINT: Final = "PostgresStorage needs psycopg 3: pip install 'durable_effect[postgres]'"
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: Attempts of an operation that the server rolled back for a deadlock or serialization
+#: failure (never expected with the lock order the SQL keeps, but harmless to retry).
+_ATTEMPTS: Final = 3
+#: Seconds between reconnection attempts of the LISTEN connection (doubling up to the max).
+_LISTEN_RETRY_MIN: Final = 0.05
+_LISTEN_RETRY_MAX: Final = 2.0
+#: How long the pool keeps retrying to replace one lost connection before it lets the slot
+#: go (a later request then starts a fresh attempt with a short delay again).
+_RECONNECT_TIMEOUT: Final = 30.0
+#: TCP keepalives for the LISTEN connection, unless the URL sets them: a dead peer is noticed
+#: within about a minute instead of never.
+_LISTENER_DEFAULTS: Final = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
+def _require_driver() -> None:
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+
+
+class _Sql:
+    """The statements of ``_postgres_sql`` composed for one schema and channel."""
+
+    def __init__(self, schema: str, channel: str) -> None:
+        from psycopg import sql
+
+        ident = sql.Identifier(schema)
+
+        def compose(template: str) -> Composed:
+            return sql.SQL(template).format(schema=ident)
+
+        self.compose = compose
+        self.create_schema = compose(q.CREATE_SCHEMA)
+        self.create_meta = compose(q.CREATE_META)
+        self.select_version = compose(q.SELECT_VERSION)
+        self.set_version = compose(q.SET_VERSION)
+        self.acquire = compose(q.ACQUIRE)
+        self.claim_due = compose(q.CLAIM_DUE)
+        self.commit = compose(q.COMMIT)
+        self.extend = compose(q.EXTEND)
+        self.release = compose(q.RELEASE)
+        self.load = compose(q.LOAD)
+        self.next_alarm_at = compose(q.NEXT_ALARM_AT)
+        self.list_instances = compose(q.LIST_INSTANCES)
+        self.listen = sql.SQL(q.LISTEN).format(channel=sql.Identifier(channel))
+
+
+class PostgresStorage(Storage):
+    """The `Storage` port on a PostgreSQL database (psycopg 3, async, pooled).
+
+    ``url`` is a libpq URL or conninfo string (``postgresql://user:pw@host:5432/db``).
+    The tables live in ``schema`` (created on ``open`` if needed, with the migrations taken
+    under an advisory lock so that many processes may open at once). ``min_size`` and
+    ``max_size`` bound the pool; ``timeout`` is how long an operation waits for a pooled
+    connection (and ``open`` for the server) before failing with `StorageError`.
+
+    ``wait_for_change`` wakes on ``NOTIFY`` from every process using the same database,
+    schema and ``notify_channel``; the listener reconnects by itself when the server comes
+    back. The object is used from one asyncio event loop. Nothing connects before ``open``:
+
+    >>> PostgresStorage("postgresql://app:secret@db.internal/jobs", max_size=20)
+    PostgresStorage('postgresql://app:***@db.internal/jobs', schema='durable_effect')
+    """
+
+    scheme = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        schema: str = "durable_effect",
+        notify_channel: str = "durable_effect",
+        timeout: float = 5.0,
+    ) -> None:
+        _require_driver()
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        if min_size < 0 or max_size < 1 or max_size < min_size:
+            raise ValueError(
+                f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
+            )
+        for what, name in (("schema", schema), ("notify_channel", notify_channel)):
+            if _NAME.fullmatch(name) is None:
+                raise ValueError(
+                    f"{what} must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63"
+                    f" characters), got {name!r}"
+                )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        try:
+            params = conninfo_to_dict(url)
+        except ProgrammingError as exc:
+            raise ValueError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from exc
+        params.setdefault("application_name", "durable_effect")
+        self.url: Final = url
+        self.schema: Final = schema
+        self.notify_channel: Final = notify_channel
+        self.min_size: Final = min_size
+        self.max_size: Final = max_size
+        self.timeout: Final = timeout
+        self._conninfo = make_conninfo("", **params)
+        listener_params = {**_LISTENER_DEFAULTS, **params}
+        listener_params["application_name"] = f"{params['application_name']}-listener"
+        self._listener_conninfo = make_conninfo("", **listener_params)
+        self._sql = _Sql(schema, notify_channel)
+        self._pool: AsyncConnectionPool[AsyncConnection[TupleRow]] | None = None
+        self._listener: AsyncConnection[TupleRow] | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        self._changed: asyncio.Event | None = None
+        self._lifecycle: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({redact(self.url)!r}, schema={self.schema!r})"
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (``False`` while it reconnects, or closed)."""
+        return self._listener is not None and self._pool is not None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start listening (idempotent).
+
+        Safe when several processes open the same database at once: the migration runs in
+        one transaction holding ``pg_advisory_xact_lock`` and re-checks the version there.
+        Raises `StorageError` when the server cannot be reached within ``timeout``.
+        """
+        async with self._lock():
+            if self._pool is not None:
+                return
+            await self._open()
+
+    async def _open(self) -> None:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool
+
+        listener: AsyncConnection[TupleRow] | None = None
+        pool: AsyncConnectionPool[AsyncConnection[TupleRow]] | None = None
+        try:
+            listener = await self._connect_listener(listen=False)
+            await self._migrate(listener)
+            await listener.execute(self._sql.listen)
+            pool = AsyncConnectionPool(
+                self._conninfo,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                kwargs={"autocommit": True},
+                configure=_configure,
+                open=False,
+                timeout=self.timeout,
+                reconnect_timeout=_RECONNECT_TIMEOUT,
+                name=f"durable_effect:{self.schema}",
+            )
+            await pool.open(wait=True, timeout=self.timeout)
+        except BaseException as exc:
+            if pool is not None:
+                await pool.close()
+            if listener is not None:
+                await _close_quietly(listener)
+            if isinstance(exc, psycopg.Error | TimeoutError):
+                raise StorageError(operation="open", cause=exc) from exc
+            raise
+        self._pool = pool
+        self._listener = listener
+        self._changed = asyncio.Event()
+        self._listener_task = asyncio.create_task(
+            self._listen(listener), name=f"durable_effect-listen:{self.notify_channel}"
+        )
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (idempotent). Leases are left to expire."""
+        async with self._lock():
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
+            self._signal()  # wake waiters: nothing more will change through this object
+            for task in (self._listener_task, self._checker):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait([task])
+            self._listener_task = self._checker = None
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await _close_quietly(listener)
+            await pool.close()
+
+    def _lock(self) -> asyncio.Lock:
+        if self._lifecycle is None:
+            self._lifecycle = asyncio.Lock()
+        return self._lifecycle
+
+    async def _migrate(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Bring the schema to `SCHEMA_VERSION`; a no-op when another process already did."""
+        cur = await conn.execute(q.META_EXISTS, (self.schema,))
+        if await cur.fetchone() is not None and await self._version(conn) == q.SCHEMA_VERSION:
+            return
+        async with conn.transaction():
+            await conn.execute(q.LOCK_MIGRATIONS, (q.MIGRATION_LOCK_ID,))
+            await conn.execute(self._sql.create_schema)
+            await conn.execute(self._sql.create_meta)
+            version = await self._version(conn)
+            if version > q.SCHEMA_VERSION:
+                raise StorageError(
+                    operation="open",
+                    cause=f"schema {self.schema!r} is at version {version}, newer than this"
+                    f" library's {q.SCHEMA_VERSION}",
+                )
+            for statements in q.MIGRATIONS[version:]:
+                for statement in statements:
+                    await conn.execute(self._sql.compose(statement))
+            await conn.execute(self._sql.set_version, (q.SCHEMA_VERSION,))
+
+    async def _version(self, conn: AsyncConnection[TupleRow]) -> int:
+        row = await (await conn.execute(self._sql.select_version)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def acquire(
+        self,
+        instance_ids: Sequence[str],
+        *,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> Acquired | None:
+        ids = unique_ids(instance_ids)
+        moment = instant(now)
+        expires_at = moment + ttl_of(ttl)
+        check_owner(owner)
+        self._require_open("acquire")
+        if not ids:
+            return Acquired(leases=[], snapshots={})
+
+        async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(self._sql.acquire, (ids, owner, moment, expires_at))
+            return await cur.fetchall()
+
+        rows = await self._run("acquire", work)
+        if not rows:
+            return None
+        found = group(rows)
+        leases = [
+            Lease(instance_id=i, owner=owner, generation=found[i].generation, expires_at=expires_at)
+            for i in ids
+        ]
+        return Acquired(leases=leases, snapshots={i: found[i].snapshot(i) for i in ids})
+
+    async def extend(self, lease: Lease, *, now: datetime, ttl: timedelta) -> Lease:
+        expires_at = instant(now) + ttl_of(ttl)
+        self._require_open("extend")
+        if not storable(lease.instance_id) or not storable(lease.owner):
+            raise lease_lost(lease)
+        params = (expires_at, lease.instance_id, lease.owner, lease.generation)
+
+        async def work(conn: AsyncConnection[TupleRow]) -> bool:
+            cur = await conn.execute(self._sql.extend, params)
+            return await cur.fetchone() is not None
+
+        if not await self._run("extend", work):
+            raise lease_lost(lease)
+        return Lease(
+            instance_id=lease.instance_id,
+            owner=lease.owner,
+            generation=lease.generation,
+            expires_at=expires_at,
+        )
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        self._require_open("release")
+        mine = [lease for lease in leases if storable(lease.instance_id) and storable(lease.owner)]
+        if not mine:
+            return
+        params = (
+            [lease.instance_id for lease in mine],
+            [lease.owner for lease in mine],
+            [lease.generation for lease in mine],
+            self.notify_channel,
+        )
+
+        async def work(conn: AsyncConnection[TupleRow]) -> bool:
+            cur = await conn.execute(self._sql.release, params)
+            return await cur.fetchone() is not None
+
+        if await self._run("release", work):
+            self._signal()
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        self._require_open("load")
+        ids = list(dict.fromkeys(instance_ids))
+        wanted = [i for i in ids if storable(i)]
+        found: dict[str, Found] = {}
+        if wanted:
+
+            async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+                return await (await conn.execute(self._sql.load, (wanted,))).fetchall()
+
+            rows = await self._run("load", work, idempotent=True)
+            found = group((i, 0, at, key, value) for i, at, key, value in rows)
+        return {
+            i: found[i].snapshot(i) if i in found else InstanceSnapshot(instance_id=i) for i in ids
+        }
+
+    async def commit(
+        self,
+        leases: Sequence[Lease],
+        writes: Sequence[InstanceWrite],
+        *,
+        release: bool = True,
+    ) -> None:
+        validate_commit(leases, writes)
+        self._require_open("commit")
+        if not leases:
+            return
+        for lease in leases:
+            if not storable(lease.instance_id) or not storable(lease.owner):
+                raise lease_lost(lease)
+        plan = Plan(writes)
+        params = (
+            [lease.instance_id for lease in leases],
+            [lease.owner for lease in leases],
+            [lease.generation for lease in leases],
+            plan.purge_ids,
+            plan.delete_ids,
+            plan.delete_keys,
+            plan.put_ids,
+            plan.put_keys,
+            plan.put_values,
+            plan.alarm_ids,
+            plan.alarm_ats,
+            release,
+            self.notify_channel,
+        )
+
+        async def work(conn: AsyncConnection[TupleRow]) -> int | None:
+            row = await (await conn.execute(self._sql.commit, params)).fetchone()
+            return None if row is None else row[0]
+
+        lost = await self._run("commit", work)
+        if lost is not None:
+            raise lease_lost(leases[lost - 1])
+        if plan.alarm_ids or release:
+            self._signal()
+
+    # -- alarms ----------------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        ttl: timedelta,
+        limit: int,
+    ) -> Sequence[Claimed]:
+        moment = instant(now)
+        expires_at = moment + ttl_of(ttl)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        check_owner(owner)
+        self._require_open("claim_due")
+        if limit == 0:
+            return []
+        params = (moment, owner, expires_at, min(limit, 2**31 - 1))
+
+        async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+            return await (await conn.execute(self._sql.claim_due, params)).fetchall()
+
+        found = group(await self._run("claim_due", work))
+        claimed: list[Claimed] = []
+        for instance_id, got in found.items():
+            if got.alarm_at is None:  # pragma: no cover - the claim holds the alarm row
+                continue
+            lease = Lease(
+                instance_id=instance_id,
+                owner=owner,
+                generation=got.generation,
+                expires_at=expires_at,
+            )
+            claimed.append(
+                Claimed(lease=lease, due_at=got.alarm_at, snapshot=got.snapshot(instance_id))
+            )
+        return claimed
+
+    async def next_alarm_at(self) -> datetime | None:
+        self._require_open("next_alarm_at")
+
+        async def work(conn: AsyncConnection[TupleRow]) -> datetime | None:
+            row = await (await conn.execute(self._sql.next_alarm_at)).fetchone()
+            return None if row is None or row[0] is None else utc(row[0])
+
+        return await self._run("next_alarm_at", work, idempotent=True)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for an alarm change or a release, here or elsewhere.
+
+        Wakes on ``NOTIFY`` from any process committing to this schema (and at once on this
+        object's own commits). A change since the previous call returned makes the next call
+        return at once; so does a reconnection of the listener (changes may have been missed
+        while it was away). Spurious returns are allowed by the port; callers bound
+        ``timeout`` to keep a polling fallback.
+        """
+        event = self._changed
+        if self._pool is None or event is None:
+            raise StorageError(operation="wait_for_change", cause="the storage is not open")
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                return
+        event.clear()
+
+    async def list_instances(
+        self,
+        prefix: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[str]:
+        self._require_open("list_instances")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        check_text(prefix, "prefix")
+        if after is not None:
+            check_text(after, "after")
+        if "\x00" in prefix or limit == 0:
+            return []  # ids never hold NUL
+        # Ids hold no NUL, so ``id > a + "\0" + b`` is ``id > a``.
+        params = {
+            "prefix": prefix,
+            "after": "" if after is None else after.split("\x00", 1)[0],
+            "upper": prefix_upper(prefix),
+            "limit": limit,
+        }
+
+        async def work(conn: AsyncConnection[TupleRow]) -> list[str]:
+            rows = await (await conn.execute(self._sql.list_instances, params)).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._run("list_instances", work, idempotent=True)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _require_open(self, operation: str) -> AsyncConnectionPool[AsyncConnection[TupleRow]]:
+        if self._pool is None:
+            raise StorageError(operation=operation, cause="the storage is not open")
+        return self._pool
+
+    async def _run(
+        self,
+        operation: str,
+        work: Callable[[AsyncConnection[TupleRow]], Awaitable[T]],
+        *,
+        idempotent: bool = False,
+    ) -> T:
+        """``work`` on a pooled connection, driver errors turned into `StorageError`.
+
+        A statement rolled back for a deadlock or serialization failure is retried; a read
+        (``idempotent``) is retried once on a fresh connection when its connection broke
+        (as every idle one does when the server restarts).
+        """
+        import psycopg
+        from psycopg import errors
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        pool = self._require_open(operation)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with pool.connection() as conn:
+                    return await work(conn)
+            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
+                if attempt < _ATTEMPTS:
+                    continue
+                raise StorageError(operation=operation, cause=exc) from exc
+            except (PoolTimeout, PoolClosed) as exc:
+                raise StorageError(operation=operation, cause=exc) from exc
+            except psycopg.OperationalError as exc:
+                self._check_pool_soon()
+                if idempotent and attempt == 1:
+                    continue
+                raise StorageError(operation=operation, cause=exc) from exc
+            except psycopg.Error as exc:
+                raise StorageError(operation=operation, cause=exc) from exc
+
+    def _check_pool_soon(self) -> None:
+        """Have the pool test its idle connections, dropping the broken ones, in background."""
+        pool = self._pool
+        if pool is None or (self._checker is not None and not self._checker.done()):
+            return
+
+        async def check() -> None:
+            try:
+                await pool.check()
+            except Exception as exc:  # pragma: no cover - check() reports through logging
+                _log.debug("checking the pool failed: %s", exc)
+
+        self._checker = asyncio.create_task(check(), name="durable_effect-pool-check")
+
+    async def _connect_listener(self, *, listen: bool = True) -> AsyncConnection[TupleRow]:
+        import psycopg
+
+        async with asyncio.timeout(self.timeout):
+            conn = await psycopg.AsyncConnection.connect(self._listener_conninfo, autocommit=True)
+            if listen:
+                try:
+                    await conn.execute(self._sql.listen)
+                except BaseException:
+                    await _close_quietly(conn)
+                    raise
+        return conn
+
+    async def _listen(self, conn: AsyncConnection[TupleRow] | None) -> None:
+        """Turn notifications into wake-ups; reconnect with backoff when the link drops."""
+        import psycopg
+
+        delay = _LISTEN_RETRY_MIN
+        while True:
+            if conn is None:
+                try:
+                    conn = await self._connect_listener()
+                except (psycopg.Error, OSError, TimeoutError) as exc:
+                    _log.debug("reconnecting the listener failed: %s", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _LISTEN_RETRY_MAX)
+                    continue
+                _log.info("listening on %r again", self.notify_channel)
+                delay = _LISTEN_RETRY_MIN
+                self._listener = conn
+                self._signal()  # notifications sent while we were away are lost: re-read
+            try:
+                async for _ in conn.notifies():
+                    self._signal()
+            except Exception as exc:  # the link dropped (or anything else): start over
+                _log.warning("lost the LISTEN connection (%s); reconnecting", exc)
+            self._listener = None
+            await _close_quietly(conn)
+            conn = None
+
+    def _signal(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    """Every pooled connection reads instants in UTC (so year 1 and 9999 round-trip)."""
+    await conn.execute(q.SET_TIME_ZONE)
+
+
+async def _close_quietly(conn: AsyncConnection[TupleRow]) -> None:
+    with contextlib.suppress(Exception):
+        await conn.close()

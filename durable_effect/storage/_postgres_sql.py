@@ -1,0 +1,360 @@
+"""Every SQL statement of `PostgresStorage`, as named templates, and the schema migrations.
+
+``{schema}`` in a template is replaced by the quoted schema name when the storage is built
+(``psycopg.sql.SQL(template).format(schema=Identifier(name))``); nothing else is ever
+interpolated: values travel as parameters (``%s``). The templates therefore contain no other
+braces.
+
+Schema (version 1; see ``docs/postgres.md``):
+
+* ``records(instance_id, key, value bytea)`` — one row per record, primary key
+  ``(instance_id, key)``.
+* ``alarms(instance_id primary key, due_at timestamptz)`` and the index
+  ``alarms_due(due_at, instance_id)`` — the narrow, hot table that ``claim_due`` scans.
+* ``leases(instance_id primary key, owner, generation, expires_at)`` — narrow and hot too;
+  released leases are deleted.
+* ``generations`` — the sequence every lease grant draws its generation from.
+* ``meta(key, value)`` — ``schema_version``.
+* Functions ``acquire`` (with its helper ``grant_leases``), ``claim_due`` and
+  ``commit_writes`` that do one operation each in a single round trip (PL/pgSQL: each
+  statement inside sees the rows committed before it started, which a single SQL statement
+  could not: its snapshot predates the row locks it waits for).
+
+Ids and keys are ``text COLLATE "C"``: they compare by code point, as Python strings do, and
+``list_instances`` can use the primary keys for a prefix range.
+
+The hot tables (alarms, leases) get ``fillfactor = 70`` (room for same-page updates; the
+lease columns are not indexed, so lease renewals are HOT updates) and an autovacuum that
+starts after 1 % of the rows are dead with no cost delay, instead of the default 20 % with
+throttling: bulk claims and commits turn their rows over quickly.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: The version of the schema this library writes (``len(MIGRATIONS)``).
+SCHEMA_VERSION: Final = 1
+
+#: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
+MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
+
+# -- migrations ------------------------------------------------------------------------------
+
+CREATE_SCHEMA: Final = "CREATE SCHEMA IF NOT EXISTS {schema}"
+
+CREATE_META: Final = """
+CREATE TABLE IF NOT EXISTS {schema}.meta (
+    key text COLLATE "C" PRIMARY KEY,
+    value bigint NOT NULL
+)"""
+
+LOCK_MIGRATIONS: Final = "SELECT pg_advisory_xact_lock(%s)"
+
+META_EXISTS: Final = """
+SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'meta'"""
+
+SELECT_VERSION: Final = "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+
+SET_VERSION: Final = """
+INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', %s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value"""
+
+_V1_TABLES: Final = (
+    """
+CREATE TABLE {schema}.records (
+    instance_id text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (instance_id, key)
+)""",
+    """
+CREATE TABLE {schema}.alarms (
+    instance_id text COLLATE "C" PRIMARY KEY,
+    due_at timestamptz NOT NULL
+)""",
+    "CREATE INDEX alarms_due ON {schema}.alarms (due_at, instance_id)",
+    """
+CREATE TABLE {schema}.leases (
+    instance_id text COLLATE "C" PRIMARY KEY,
+    owner text NOT NULL,
+    generation bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+)""",
+    "CREATE SEQUENCE {schema}.generations AS bigint",
+)
+
+#: Storage options of the hot tables (checked by the tests through ``pg_class.reloptions``).
+HOT_TABLE_OPTIONS: Final = (
+    "fillfactor=70",
+    "autovacuum_vacuum_scale_factor=0.01",
+    "autovacuum_vacuum_threshold=100",
+    "autovacuum_analyze_scale_factor=0.02",
+    "autovacuum_vacuum_cost_delay=0",
+)
+
+_V1_TUNING: Final = (
+    "ALTER TABLE {schema}.alarms SET (" + ", ".join(HOT_TABLE_OPTIONS) + ")",
+    "ALTER TABLE {schema}.leases SET (" + ", ".join(HOT_TABLE_OPTIONS) + ")",
+)
+
+# Lock order, everywhere: alarm rows before lease rows, each in instance id order. A claim
+# locks alarms then leases; a commit that moves alarms locks them before the leases; acquire,
+# extend and release only touch leases (sorted). So no two operations wait on each other in
+# a cycle.
+
+_V1_GRANT: Final = """
+CREATE FUNCTION {schema}.grant_leases(
+    p_ids text[], p_owner text, p_now timestamptz, p_expires timestamptz
+) RETURNS bigint
+LANGUAGE sql AS $fn$
+    WITH granted AS (
+        INSERT INTO {schema}.leases AS l (instance_id, owner, generation, expires_at)
+        SELECT g.id, p_owner, g.gen, p_expires
+        FROM (
+            -- Generations follow the order of p_ids (nextval runs after this sort)...
+            SELECT u.id, nextval('{schema}.generations') AS gen
+            FROM unnest(p_ids) WITH ORDINALITY AS u(id, n)
+            ORDER BY u.n
+        ) AS g
+        ORDER BY g.id COLLATE "C"  -- ...while the rows are locked in id order.
+        ON CONFLICT (instance_id) DO UPDATE
+            SET owner = excluded.owner,
+                generation = excluded.generation,
+                expires_at = excluded.expires_at
+            -- The latest version decides: a lease granted since the caller's read wins.
+            WHERE l.expires_at <= p_now
+        RETURNING 1
+    )
+    SELECT count(*) FROM granted
+$fn$"""
+
+_V1_ACQUIRE: Final = """
+CREATE FUNCTION {schema}.acquire(
+    p_ids text[], p_owner text, p_now timestamptz, p_expires timestamptz
+) RETURNS TABLE (instance_id text, generation bigint, due_at timestamptz, key text, value bytea)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    -- A plain read first: a live lease answers "held" without locking anything. (Locking
+    -- the existing rows here would take them out of id order with the inserts below.)
+    IF EXISTS (
+        SELECT 1 FROM {schema}.leases AS l
+        WHERE l.instance_id = ANY (p_ids) AND l.expires_at > p_now
+    ) THEN
+        RETURN;
+    END IF;
+    IF cardinality(p_ids) = 1 THEN
+        -- One id: granted or not, never half-granted.
+        IF {schema}.grant_leases(p_ids, p_owner, p_now, p_expires) = 0 THEN
+            RETURN;
+        END IF;
+    ELSE
+        -- Several: a grant made elsewhere since the read may leave ours partial. Undo it in
+        -- a subtransaction (only this case pays for one).
+        BEGIN
+            IF {schema}.grant_leases(p_ids, p_owner, p_now, p_expires)
+                    < cardinality(p_ids) THEN
+                RAISE EXCEPTION 'partial grant' USING ERRCODE = 'DE001';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'DE001' THEN
+            RETURN;
+        END;
+    END IF;
+    -- A new statement, so a commit that held one of these leases until now is visible.
+    RETURN QUERY
+        SELECT l.instance_id, l.generation, a.due_at, r.key, r.value
+        FROM {schema}.leases AS l
+        LEFT JOIN {schema}.alarms AS a ON a.instance_id = l.instance_id
+        LEFT JOIN {schema}.records AS r ON r.instance_id = l.instance_id
+        WHERE l.instance_id = ANY (p_ids);
+END
+$fn$"""
+
+_V1_CLAIM_DUE: Final = """
+CREATE FUNCTION {schema}.claim_due(
+    p_now timestamptz, p_owner text, p_expires timestamptz, p_limit integer
+) RETURNS TABLE (instance_id text, generation bigint, due_at timestamptz, key text, value bytea)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_ids text[];
+BEGIN
+    WITH due AS (
+        SELECT a.instance_id, a.due_at FROM {schema}.alarms AS a
+        WHERE a.due_at <= p_now
+          AND NOT EXISTS (
+              SELECT 1 FROM {schema}.leases AS l
+              WHERE l.instance_id = a.instance_id AND l.expires_at > p_now
+          )
+        ORDER BY a.due_at, a.instance_id
+        LIMIT p_limit
+        FOR UPDATE OF a SKIP LOCKED
+    ), numbered AS (
+        -- Generations in claim order (nextval runs after the sort)...
+        SELECT d.instance_id, nextval('{schema}.generations') AS gen
+        FROM due AS d
+        ORDER BY d.due_at, d.instance_id
+    ), granted AS (
+        INSERT INTO {schema}.leases AS l (instance_id, owner, generation, expires_at)
+        SELECT n.instance_id, p_owner, n.gen, p_expires
+        FROM numbered AS n
+        ORDER BY n.instance_id  -- ...while the lease rows are locked in id order.
+        ON CONFLICT (instance_id) DO UPDATE
+            SET owner = excluded.owner,
+                generation = excluded.generation,
+                expires_at = excluded.expires_at
+            -- The latest version decides: a lease granted since this statement began wins.
+            WHERE l.expires_at <= p_now
+        RETURNING l.instance_id
+    )
+    SELECT array_agg(g.instance_id) INTO v_ids FROM granted AS g;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT l.instance_id, l.generation, a.due_at, r.key, r.value
+        FROM {schema}.leases AS l
+        JOIN {schema}.alarms AS a ON a.instance_id = l.instance_id
+        LEFT JOIN {schema}.records AS r ON r.instance_id = l.instance_id
+        WHERE l.instance_id = ANY (v_ids)
+        ORDER BY a.due_at, l.instance_id, r.key;
+END
+$fn$"""
+
+_V1_COMMIT: Final = """
+CREATE FUNCTION {schema}.commit_writes(
+    p_lease_ids text[], p_owners text[], p_generations bigint[],
+    p_purge_ids text[],
+    p_delete_ids text[], p_delete_keys text[],
+    p_put_ids text[], p_put_keys text[], p_put_values bytea[],
+    p_alarm_ids text[], p_alarm_ats timestamptz[],
+    p_release boolean, p_channel text
+) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_lost integer;
+BEGIN
+    -- Alarm rows first (a concurrent claim holds them while it waits for lease rows).
+    PERFORM 1 FROM {schema}.alarms AS a
+    WHERE a.instance_id = ANY (p_alarm_ids)
+    ORDER BY a.instance_id
+    FOR UPDATE;
+    PERFORM 1 FROM {schema}.leases AS l
+    WHERE l.instance_id = ANY (p_lease_ids)
+    ORDER BY l.instance_id
+    FOR UPDATE;
+    SELECT f.n INTO v_lost
+    FROM unnest(p_lease_ids, p_owners, p_generations) WITH ORDINALITY AS f(id, owner, gen, n)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {schema}.leases AS l
+        WHERE l.instance_id = f.id AND l.owner = f.owner AND l.generation = f.gen
+    )
+    ORDER BY f.n
+    LIMIT 1;
+    IF v_lost IS NOT NULL THEN
+        RETURN v_lost;  -- fenced: nothing written
+    END IF;
+    IF cardinality(p_purge_ids) > 0 THEN
+        DELETE FROM {schema}.records AS r WHERE r.instance_id = ANY (p_purge_ids);
+    END IF;
+    IF cardinality(p_delete_ids) > 0 THEN
+        DELETE FROM {schema}.records AS r
+        USING unnest(p_delete_ids, p_delete_keys) AS d(id, key)
+        WHERE r.instance_id = d.id AND r.key = d.key;
+    END IF;
+    IF cardinality(p_put_ids) > 0 THEN
+        INSERT INTO {schema}.records AS r (instance_id, key, value)
+        SELECT p.id, p.key, p.value
+        FROM unnest(p_put_ids, p_put_keys, p_put_values) AS p(id, key, value)
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF cardinality(p_alarm_ids) > 0 THEN
+        DELETE FROM {schema}.alarms AS a
+        USING unnest(p_alarm_ids, p_alarm_ats) AS c(id, at)
+        WHERE a.instance_id = c.id AND c.at IS NULL;
+        INSERT INTO {schema}.alarms AS a (instance_id, due_at)
+        SELECT c.id, c.at FROM unnest(p_alarm_ids, p_alarm_ats) AS c(id, at)
+        WHERE c.at IS NOT NULL
+        ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at
+            WHERE a.due_at IS DISTINCT FROM excluded.due_at;
+    END IF;
+    IF p_release THEN
+        DELETE FROM {schema}.leases AS l WHERE l.instance_id = ANY (p_lease_ids);
+    END IF;
+    IF cardinality(p_alarm_ids) > 0 OR (p_release AND cardinality(p_lease_ids) > 0) THEN
+        PERFORM pg_notify(p_channel, '');
+    END IF;
+    RETURN NULL;
+END
+$fn$"""
+
+#: Statements of each schema version, applied in order (index 0 makes version 1).
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
+)
+
+# -- operations ------------------------------------------------------------------------------
+
+ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s)"
+
+CLAIM_DUE: Final = "SELECT * FROM {schema}.claim_due(%s, %s::text, %s, %s::integer)"
+
+COMMIT: Final = """
+SELECT {schema}.commit_writes(
+    %s::text[], %s::text[], %s::bigint[],
+    %s::text[],
+    %s::text[], %s::text[],
+    %s::text[], %s::text[], %s::bytea[],
+    %s::text[], %s::timestamptz[],
+    %s::boolean, %s::text
+)"""
+
+EXTEND: Final = """
+UPDATE {schema}.leases SET expires_at = %s
+WHERE instance_id = %s AND owner = %s AND generation = %s
+RETURNING 1"""
+
+RELEASE: Final = """
+WITH mine AS (
+    SELECT l.instance_id FROM {schema}.leases AS l
+    JOIN unnest(%s::text[], %s::text[], %s::bigint[]) AS f(id, owner, gen)
+        ON l.instance_id = f.id AND l.owner = f.owner AND l.generation = f.gen
+    ORDER BY l.instance_id
+    FOR UPDATE OF l
+), gone AS (
+    DELETE FROM {schema}.leases AS l USING mine AS m
+    WHERE l.instance_id = m.instance_id
+    RETURNING 1
+)
+SELECT pg_notify(%s::text, '') WHERE EXISTS (SELECT 1 FROM gone)"""
+
+LOAD: Final = """
+SELECT u.id, a.due_at, r.key, r.value
+FROM unnest(%s::text[]) AS u(id)
+LEFT JOIN {schema}.alarms AS a ON a.instance_id = u.id
+LEFT JOIN {schema}.records AS r ON r.instance_id = u.id"""
+
+NEXT_ALARM_AT: Final = "SELECT min(due_at) FROM {schema}.alarms"
+
+#: ``starts_with`` keeps ``%`` and ``_`` literal; the range conditions (``upper`` is the least
+#: string above every id with the prefix, or NULL) let the primary keys serve the prefix.
+#: ``after`` is ``''`` when absent (every id is greater), ``limit`` NULL for no limit.
+LIST_INSTANCES: Final = """
+SELECT ids.instance_id FROM (
+    SELECT r.instance_id FROM {schema}.records AS r
+    WHERE r.instance_id >= %(prefix)s::text AND r.instance_id > %(after)s::text
+      AND (%(upper)s::text IS NULL OR r.instance_id < %(upper)s::text)
+      AND starts_with(r.instance_id, %(prefix)s::text)
+    UNION
+    SELECT a.instance_id FROM {schema}.alarms AS a
+    WHERE a.instance_id >= %(prefix)s::text AND a.instance_id > %(after)s::text
+      AND (%(upper)s::text IS NULL OR a.instance_id < %(upper)s::text)
+      AND starts_with(a.instance_id, %(prefix)s::text)
+) AS ids
+ORDER BY ids.instance_id
+LIMIT %(limit)s::bigint"""
+
+SET_TIME_ZONE: Final = "SET TIME ZONE 'UTC'"
+
+LISTEN: Final = "LISTEN {channel}"
