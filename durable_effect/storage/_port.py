@@ -7,7 +7,8 @@ above this port decides what the bytes mean.
 Vocabulary (and invariants every backend must keep; ``durable_effect.testing`` ships a
 contract suite that checks them):
 
-* **Instance** — a string id (any non-empty unicode string without NUL, up to 512 characters)
+* **Instance** — a string id (any non-empty unicode string without NUL, up to 1024 characters:
+  a user id of 512 plus the job type and name)
   owning a set of named records (``key -> bytes``) and at most **one alarm** (an instant).
   An instance exists while it has a record or an alarm.
 * **Lease** — exclusive right to commit to an instance: ``(owner, generation, expires_at)``.

@@ -1,0 +1,341 @@
+"""`MemoryStorage`: the reference semantics of the `Storage` port, in plain dicts.
+
+Meant for users' tests and as the executable reading of the port's invariants: every method
+runs to completion without awaiting anything, so each call is atomic with respect to the
+event loop. Data lives as long as the object (``close`` then ``open`` keeps it); nothing is
+shared between two objects.
+
+>>> import asyncio
+>>> from datetime import UTC, datetime, timedelta
+>>> async def demo() -> list[str]:
+...     async with MemoryStorage() as storage:
+...         now = datetime(2030, 1, 1, tzinfo=UTC)
+...         ttl = timedelta(seconds=30)
+...         got = await storage.acquire(["order:1"], owner="w1", now=now, ttl=ttl)
+...         assert got is not None
+...         write = InstanceWrite(instance_id="order:1", puts={"s": b"1"})
+...         await storage.commit(got.leases, [write])
+...         return list(await storage.list_instances("order:"))
+>>> asyncio.run(demo())
+['order:1']
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Self
+
+from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.storage._port import (
+    Acquired,
+    Claimed,
+    InstanceSnapshot,
+    InstanceWrite,
+    Keep,
+    Lease,
+    Storage,
+)
+
+__all__ = ["MemoryStorage"]
+
+_MAX_ID_LENGTH = 1024
+
+
+class MemoryStorage(Storage):
+    """Records, alarms and leases in dicts; ``wait_for_change`` wakes on in-process changes."""
+
+    scheme = "memory"
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, bytes]] = {}
+        self._alarms: dict[str, datetime] = {}
+        self._leases: dict[str, Lease] = {}
+        self._generation = 0
+        self._opened = False
+        self._changed: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return "MemoryStorage()"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Mark the storage usable (idempotent). Data from an earlier open is still there."""
+        if not self._opened:
+            self._changed = None  # an event belongs to one loop; the next open may use another
+        self._opened = True
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def close(self) -> None:
+        """Mark the storage unusable; the data stays in the object, leases are kept."""
+        if self._opened:
+            self._signal()  # wake waiters: nothing more will change here
+        self._opened = False
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def acquire(
+        self,
+        instance_ids: Sequence[str],
+        *,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> Acquired | None:
+        self._check_open("acquire")
+        ids = _unique_ids(instance_ids)
+        _check_text(owner, "owner")
+        expires_at = _instant(now) + _ttl(ttl)
+        moment = _instant(now)
+        if any(not self._is_free(i, moment) for i in ids):
+            return None
+        leases = [self._grant(i, owner, expires_at) for i in ids]
+        return Acquired(leases=leases, snapshots={i: self._snapshot(i) for i in ids})
+
+    async def extend(self, lease: Lease, *, now: datetime, ttl: timedelta) -> Lease:
+        self._check_open("extend")
+        expires_at = _instant(now) + _ttl(ttl)
+        self._check_current(lease)
+        renewed = Lease(
+            instance_id=lease.instance_id,
+            owner=lease.owner,
+            generation=lease.generation,
+            expires_at=expires_at,
+        )
+        self._leases[lease.instance_id] = renewed
+        return renewed
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        self._check_open("release")
+        released = False
+        for lease in leases:
+            if self._is_current(lease):
+                del self._leases[lease.instance_id]
+                released = True
+        if released:
+            self._signal()
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        self._check_open("load")
+        return {i: self._snapshot(i) for i in instance_ids}
+
+    async def commit(
+        self,
+        leases: Sequence[Lease],
+        writes: Sequence[InstanceWrite],
+        *,
+        release: bool = True,
+    ) -> None:
+        self._check_open("commit")
+        _validate_commit(leases, writes)
+        for lease in leases:
+            self._check_current(lease)
+        alarm_changed = False
+        for write in writes:
+            alarm_changed |= self._apply(write)
+        if release:
+            for lease in leases:
+                self._leases.pop(lease.instance_id, None)
+        if alarm_changed or (release and leases):
+            self._signal()
+
+    # -- alarms ----------------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        owner: str,
+        ttl: timedelta,
+        limit: int,
+    ) -> Sequence[Claimed]:
+        self._check_open("claim_due")
+        _check_text(owner, "owner")
+        moment = _instant(now)
+        expires_at = moment + _ttl(ttl)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        due = sorted(
+            ((at, i) for i, at in self._alarms.items() if at <= moment),
+        )
+        claimed: list[Claimed] = []
+        for at, instance_id in due:
+            if len(claimed) >= limit:
+                break
+            if not self._is_free(instance_id, moment):
+                continue
+            lease = self._grant(instance_id, owner, expires_at)
+            claimed.append(Claimed(lease=lease, due_at=at, snapshot=self._snapshot(instance_id)))
+        return claimed
+
+    async def next_alarm_at(self) -> datetime | None:
+        self._check_open("next_alarm_at")
+        return min(self._alarms.values(), default=None)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a commit that changed an alarm or a release.
+
+        A change that happened since the previous ``wait_for_change`` returned makes the next
+        call return at once (so a change between a caller's last read and its wait is never
+        missed); this may cause one spurious return, which the port allows.
+        """
+        self._check_open("wait_for_change")
+        event = self._event()
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                return
+        event.clear()
+
+    async def list_instances(
+        self,
+        prefix: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[str]:
+        self._check_open("list_instances")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        _check_text(prefix, "prefix")
+        ids = sorted(
+            i
+            for i in self._records.keys() | self._alarms.keys()
+            if i.startswith(prefix) and (after is None or i > after)
+        )
+        return ids if limit is None else ids[:limit]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self, operation: str) -> None:
+        if not self._opened:
+            raise StorageError(operation=operation, cause="the storage is not open")
+
+    def _is_free(self, instance_id: str, now: datetime) -> bool:
+        lease = self._leases.get(instance_id)
+        return lease is None or lease.expires_at <= now
+
+    def _is_current(self, lease: Lease) -> bool:
+        current = self._leases.get(lease.instance_id)
+        return (
+            current is not None
+            and current.generation == lease.generation
+            and current.owner == lease.owner
+        )
+
+    def _check_current(self, lease: Lease) -> None:
+        if not self._is_current(lease):
+            raise LeaseLostError(
+                instance_id=lease.instance_id, owner=lease.owner, generation=lease.generation
+            )
+
+    def _grant(self, instance_id: str, owner: str, expires_at: datetime) -> Lease:
+        self._generation += 1
+        lease = Lease(
+            instance_id=instance_id,
+            owner=owner,
+            generation=self._generation,
+            expires_at=expires_at,
+        )
+        self._leases[instance_id] = lease
+        return lease
+
+    def _snapshot(self, instance_id: str) -> InstanceSnapshot:
+        return InstanceSnapshot(
+            instance_id=instance_id,
+            records=dict(self._records.get(instance_id, {})),
+            alarm_at=self._alarms.get(instance_id),
+        )
+
+    def _apply(self, write: InstanceWrite) -> bool:
+        """Apply one write (purge, deletes, puts, alarm); whether the alarm changed."""
+        instance_id = write.instance_id
+        records = self._records.get(instance_id, {})
+        if write.purge:
+            records = {}
+        for key in write.deletes:
+            records.pop(key, None)
+        for key, value in write.puts.items():
+            records[key] = bytes(value)
+        if records:
+            self._records[instance_id] = records
+        else:
+            self._records.pop(instance_id, None)
+        alarm = write.alarm
+        if isinstance(alarm, Keep):
+            return False
+        if alarm is None:
+            self._alarms.pop(instance_id, None)
+        else:
+            self._alarms[instance_id] = _instant(alarm)
+        return True
+
+    def _event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    def _signal(self) -> None:
+        self._event().set()
+
+
+def _instant(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime; ``ValueError`` for a naive one."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"instants must be aware datetimes, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def _ttl(ttl: timedelta) -> timedelta:
+    if ttl <= timedelta(0):
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return ttl
+
+
+def _check_id(instance_id: str) -> str:
+    if not instance_id:
+        raise ValueError(f"instance ids are non-empty strings, got {instance_id!r}")
+    if len(instance_id) > _MAX_ID_LENGTH or "\x00" in instance_id:
+        raise ValueError(f"instance ids have at most 1024 characters and no NUL: {instance_id!r}")
+    _check_text(instance_id, "instance id")
+    return instance_id
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} {text!r} is not valid unicode text") from exc
+
+
+def _unique_ids(instance_ids: Iterable[str]) -> list[str]:
+    ids = [_check_id(i) for i in instance_ids]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"instance ids repeat in {ids!r}")
+    return ids
+
+
+def _validate_commit(leases: Sequence[Lease], writes: Sequence[InstanceWrite]) -> None:
+    """The checks every backend makes before touching anything (``ValueError``)."""
+    covered = {lease.instance_id for lease in leases}
+    for write in writes:
+        _check_id(write.instance_id)
+        if write.instance_id not in covered:
+            raise ValueError(f"write for {write.instance_id!r} is not covered by a lease")
+        for key in (*write.puts, *write.deletes):
+            if "\x00" in key:
+                raise ValueError(f"record keys are strings without NUL, got {key!r}")
+            _check_text(key, "record key")
+        for value in write.puts.values():
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise ValueError(f"record values are bytes, got {type(value).__name__}")
+        if isinstance(write.alarm, datetime):
+            _instant(write.alarm)
