@@ -30,6 +30,7 @@ from durable_effect.storage._port import (
     Lease,
     Storage,
 )
+from durable_effect.storage._postgres import PostgresStorage
 from durable_effect.storage._sqlite import SqliteStorage
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Keep",
     "Lease",
     "MemoryStorage",
+    "PostgresStorage",
     "SqliteStorage",
     "Storage",
     "open_storage",

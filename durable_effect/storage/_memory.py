@@ -23,6 +23,7 @@ shared between two objects.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
@@ -48,11 +49,14 @@ class MemoryStorage(Storage):
 
     scheme = "memory"
 
-    def __init__(self) -> None:
-        self._records: dict[str, dict[str, bytes]] = {}
-        self._alarms: dict[str, datetime] = {}
-        self._leases: dict[str, Lease] = {}
-        self._generation = 0
+    def __init__(self, *, share_with: MemoryStorage | None = None) -> None:
+        # The store itself; ``share_with`` makes a second object on the same store, as two
+        # processes would open one database (``wait_for_change`` wakes every object).
+        self._shared: _SharedStore = _SharedStore() if share_with is None else share_with._shared
+        self._records = self._shared.records
+        self._alarms = self._shared.alarms
+        self._leases = self._shared.leases
+        self._shared.objects.add(self)
         self._opened = False
         self._changed: asyncio.Event | None = None
 
@@ -238,11 +242,11 @@ class MemoryStorage(Storage):
             )
 
     def _grant(self, instance_id: str, owner: str, expires_at: datetime) -> Lease:
-        self._generation += 1
+        self._shared.generation += 1
         lease = Lease(
             instance_id=instance_id,
             owner=owner,
-            generation=self._generation,
+            generation=self._shared.generation,
             expires_at=expires_at,
         )
         self._leases[instance_id] = lease
@@ -284,7 +288,21 @@ class MemoryStorage(Storage):
         return self._changed
 
     def _signal(self) -> None:
+        for other in self._shared.objects:
+            if other._changed is not None:
+                other._changed.set()
         self._event().set()
+
+
+class _SharedStore:
+    """The data of one memory store, shared by the objects opened on it."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, bytes]] = {}
+        self.alarms: dict[str, datetime] = {}
+        self.leases: dict[str, Lease] = {}
+        self.generation = 0
+        self.objects: weakref.WeakSet[MemoryStorage] = weakref.WeakSet()
 
 
 def _instant(value: datetime) -> datetime:

@@ -35,4 +35,5 @@ class TestBundledBackends(StorageContract):
     def peer(self, storage: Storage) -> Storage | None:
         if isinstance(storage, SqliteStorage):
             return SqliteStorage(storage.path, synchronous=storage.synchronous)
-        return None
+        assert isinstance(storage, MemoryStorage)
+        return MemoryStorage(share_with=storage)
