@@ -8,16 +8,19 @@ from durable_effect._client._base import EngineSource
 from durable_effect._client._continuous import ContinuousHandle
 from durable_effect._client._debounce import DebounceHandle
 from durable_effect._client._task import TaskHandle
+from durable_effect._client._workflow import WorkflowHandle
 from durable_effect._runtime._registry import Registry
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import ContinuousDefinition
 from durable_effect.jobs._debounce import DebounceDefinition
 from durable_effect.jobs._task import TaskDefinition
+from durable_effect.workflow._definition import WorkflowDefinition
 
 __all__ = ["JobsClient"]
 
 S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
 
 
 class JobsClient:
@@ -76,3 +79,12 @@ class JobsClient:
         """The handle of a Task job."""
         name, definition = self._lookup("task", job)
         return TaskHandle(self._engine, name, definition)
+
+    @overload
+    def workflow(self, job: WorkflowDefinition[I, O]) -> WorkflowHandle[I, O]: ...
+    @overload
+    def workflow(self, job: str) -> WorkflowHandle[object, object]: ...
+    def workflow(self, job: WorkflowDefinition[Any, Any] | str) -> WorkflowHandle[Any, Any]:
+        """The handle of a workflow (typed by its input and output when given the definition)."""
+        name, definition = self._lookup("workflow", job)
+        return WorkflowHandle(self._engine, name, definition)

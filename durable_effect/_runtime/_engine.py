@@ -94,8 +94,38 @@ class Engine:
             except StorageError as exc:
                 return Effect.fail(exc)
             leases = list(acquired.leases)
-            txs = [self._tx(ref, acquired.snapshots[ref.instance_id]) for ref in refs]
-            return await self._run_and_settle(refs[0], leases, txs, handler, log_level)
+            hooks = _Hooks(self, leases)
+            txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
+            return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
+
+    async def try_call(
+        self,
+        refs: Sequence[InstanceRef],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
+        *,
+        log_level: int | None = None,
+    ) -> Effect[R, Err | StorageError] | None:
+        """Like ``call``, but never waits: ``None`` (nothing ran) if an instance is held.
+
+        For operations that must not queue behind a long handler (cancelling a workflow run
+        that a worker is executing).
+        """
+        ids = [ref.instance_id for ref in refs]
+        if any(self.locks.busy(iid) for iid in ids):
+            return None
+        async with self.locks.hold(ids):
+            try:
+                acquired = await self.storage.acquire(
+                    ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
+                )
+            except StorageError as exc:
+                return Effect.fail(exc)
+            if acquired is None:
+                return None
+            leases = list(acquired.leases)
+            hooks = _Hooks(self, leases)
+            txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
+            return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
 
     async def read(self, refs: Sequence[InstanceRef]) -> Mapping[str, InstanceSnapshot]:
         """Committed snapshots without a lease (for status and state queries)."""
@@ -129,7 +159,9 @@ class Engine:
                 )
                 return True
             ref, definition = found
-            tx = self._tx(ref, claimed.snapshot)
+            leases = [claimed.lease]
+            hooks = _Hooks(self, leases)
+            tx = self._tx(ref, claimed.snapshot, hooks)
             due_at = claimed.due_at
 
             def handler(txs: Sequence[InstanceTx]) -> Effect[None, Any]:
@@ -137,7 +169,7 @@ class Engine:
 
             try:
                 outcome = await self._run_and_settle(
-                    ref, [claimed.lease], [tx], handler, definition.log_level
+                    ref, leases, [tx], handler, definition.log_level, hooks=hooks
                 )
             except Exception:  # a defect escaped the job's alarm handler: a bug, not user code
                 _LOG.exception("alarm handler of %r failed; retrying in a minute", iid)
@@ -161,27 +193,31 @@ class Engine:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _tx(self, ref: InstanceRef, snapshot: InstanceSnapshot) -> InstanceTx:
-        return InstanceTx(ref, snapshot, self.clock.now)
+    def _tx(
+        self, ref: InstanceRef, snapshot: InstanceSnapshot, hooks: _Hooks | None = None
+    ) -> InstanceTx:
+        return InstanceTx(ref, snapshot, self.clock.now, hooks)
 
     async def _acquire(self, ids: Sequence[str]) -> Acquired:
         """Lease ``ids``, waiting (bounded) while another process holds one of them."""
         delay = 0.002
-        waited = 0.0
         limit = max(self.lease_ttl.total_seconds() * 1.5, 1.0)
+        # Bounded in real (loop) time: wake-ups by unrelated changes must not use it up.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             acquired = await self.storage.acquire(
                 ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
             )
             if acquired is not None:
                 return acquired
+            waited = loop.time() - started
             if waited >= limit:
                 raise StorageError(
                     operation="acquire",
                     cause=f"{', '.join(ids)} stayed leased by another worker for {waited:.1f} s",
                 )
-            await self.storage.wait_for_change(delay)
-            waited += delay
+            await self.storage.wait_for_change(min(delay, limit - waited))
             delay = min(delay * 2, 0.25)
 
     async def _run_and_settle(
@@ -191,13 +227,15 @@ class Engine:
         txs: Sequence[InstanceTx],
         handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
         log_level: int | None,
+        *,
+        hooks: _Hooks | None = None,
     ) -> Effect[R, Err | StorageError]:
         annotations = {
             "job_type": ref.job_type,
             "job_name": ref.job_name,
             "instance_id": ref.instance_id,
         }
-        renewal = _Renewal(self, leases)
+        renewal = _Renewal(self, leases, hooks)
         try:
             with _clock.use_clock(self.clock), _log.annotate(annotations, log_level):
                 try:
@@ -213,9 +251,13 @@ class Engine:
             if exit_.kind == 0:
                 writes = [w for tx in txs if (w := tx.to_write()) is not None]
                 current = renewal.leases
+                # Even with nothing left to write (a workflow checkpointed everything) the
+                # commit checks the fence: a handler whose lease was taken over must not
+                # report success. Backends make a lease-only commit cheap (no fsync).
                 try:
                     await self.storage.commit(current, writes, release=True)
                 except LeaseLostError as exc:
+                    await self._release_quietly(current)  # the leases that were not lost
                     return Effect.fail(StorageError(operation="commit", cause=exc))
                 except StorageError as exc:
                     await self._release_quietly(current)
@@ -241,6 +283,86 @@ class Engine:
             _LOG.warning("could not commit alarm change for %s", [w.instance_id for w in writes])
 
 
+class _Hooks:
+    """``TxHooks`` for one handler: checkpoints under the handler's (renewed) leases.
+
+    ``leases`` is the same list the renewal updates in place, so checkpoints always use
+    the current generation.
+    """
+
+    def __init__(self, engine: Engine, leases: list[Lease]) -> None:
+        self._engine = engine
+        self._leases = leases
+        self._renewed: list[Callable[[Lease], Event | None]] = []
+
+    def _publish(self, tx: InstanceTx) -> None:
+        """Deliver the events buffered so far (a checkpoint made them true)."""
+        events = list(tx.events)
+        tx.events.clear()
+        self._engine.bus.publish(events)
+
+    async def checkpoint(self, tx: InstanceTx) -> None:
+        write = tx.to_write()
+        if write is not None:
+            await self._engine.storage.commit(self._leases, [write], release=False)
+            tx.rebase()
+        self._publish(tx)
+
+    def lease_of(self, instance_id: str) -> Lease | None:
+        """The handler's current lease on ``instance_id`` (``None`` if it holds none)."""
+        for lease in self._leases:
+            if lease.instance_id == instance_id:
+                return lease
+        return None
+
+    def on_renewed(self, listener: Callable[[Lease], Event | None]) -> None:
+        """Call ``listener`` after each renewal of a lease; an event it returns is published."""
+        self._renewed.append(listener)
+
+    def notify_renewed(self, leases: Sequence[Lease]) -> None:
+        events: list[Event] = []
+        for lease in leases:
+            for listener in self._renewed:
+                try:
+                    event = listener(lease)
+                except Exception:
+                    _LOG.exception("lease renewal listener failed")
+                    continue
+                if event is not None:
+                    events.append(event)
+        self._engine.bus.publish(events)
+
+    async def checkpoint_with(
+        self, tx: InstanceTx, other: InstanceRef, mutate: Callable[[InstanceTx], R]
+    ) -> R:
+        engine = self._engine
+        # No wait for ``other``'s local lock while holding our own: two handlers that
+        # checkpoint into each other would deadlock. The lease wait is bounded instead.
+        acquired = await engine._acquire([other.instance_id])
+        other_tx = engine._tx(other, acquired.snapshots[other.instance_id])
+        try:
+            result = mutate(other_tx)
+        except BaseException:
+            await engine._release_quietly(acquired.leases)
+            raise
+        writes = [w for w in (tx.to_write(), other_tx.to_write()) if w is not None]
+        try:
+            both = [*self._leases, *acquired.leases]
+            await engine.storage.commit(both, writes, release=False)
+        except BaseException:
+            await engine._release_quietly(acquired.leases)
+            raise
+        await engine._release_quietly(acquired.leases)
+        tx.rebase()
+        self._publish(tx)
+        engine.bus.publish(other_tx.events)
+        return result
+
+    async def peek(self, instance_id: str) -> InstanceSnapshot:
+        snapshots = await self._engine.storage.load([instance_id])
+        return snapshots[instance_id]
+
+
 def _is_success(effect: Effect[Any, Any]) -> bool:
     return bool(effect._op == 0)
 
@@ -251,9 +373,10 @@ class _Renewal:
     Scheduling uses the event loop's timer; expiry instants come from the runtime clock.
     """
 
-    def __init__(self, engine: Engine, leases: list[Lease]) -> None:
+    def __init__(self, engine: Engine, leases: list[Lease], hooks: _Hooks | None = None) -> None:
         self.engine = engine
         self.leases = leases
+        self.hooks = hooks
         self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = loop.call_later(
@@ -268,16 +391,20 @@ class _Renewal:
         period = self.engine.lease_ttl.total_seconds() / 3
         while True:
             renewed: list[Lease] = []
+            extended: list[Lease] = []
             for lease in self.leases:
                 try:
-                    renewed.append(
-                        await self.engine.storage.extend(
-                            lease, now=self.engine.clock.now(), ttl=self.engine.lease_ttl
-                        )
+                    fresh = await self.engine.storage.extend(
+                        lease, now=self.engine.clock.now(), ttl=self.engine.lease_ttl
                     )
                 except (LeaseLostError, StorageError):
                     renewed.append(lease)  # the commit will be fenced if it was really lost
+                else:
+                    renewed.append(fresh)
+                    extended.append(fresh)
             self.leases[:] = renewed
+            if self.hooks is not None and extended:
+                self.hooks.notify_renewed(extended)
             await asyncio.sleep(period)
 
     def stop(self) -> None:

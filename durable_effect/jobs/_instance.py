@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -17,7 +18,9 @@ from durable_effect._events import Event
 from durable_effect.errors import ValidationError
 from durable_effect.storage._port import KEEP, AlarmChange, InstanceSnapshot, InstanceWrite, Keep
 
-__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "validate_id"]
+__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "TxHooks", "validate_id"]
+
+T = TypeVar("T")
 
 MAX_ID_LENGTH = 512
 
@@ -86,13 +89,41 @@ class _Savepoint:
     alarm: AlarmChange
 
 
+class TxHooks(Protocol):
+    """What the runtime offers a long handler (workflows) beyond one final commit."""
+
+    async def checkpoint(self, tx: InstanceTx) -> None:
+        """Commit ``tx``'s buffered writes now, keeping the lease (fenced)."""
+        ...
+
+    async def checkpoint_with(
+        self, tx: InstanceTx, other: InstanceRef, mutate: Callable[[InstanceTx], T]
+    ) -> T:
+        """Lease ``other``, apply ``mutate`` to it, commit both atomically, release ``other``.
+
+        If ``mutate`` raises, nothing is committed and the exception propagates.
+        """
+        ...
+
+    async def peek(self, instance_id: str) -> InstanceSnapshot:
+        """Read another instance's committed snapshot (no lease)."""
+        ...
+
+
 class InstanceTx:
     """One handler's buffered view of one instance (see the module docstring)."""
 
-    __slots__ = ("_alarm", "_base", "_changes", "_now", "_purged", "events", "ref")
+    __slots__ = ("_alarm", "_base", "_changes", "_now", "_purged", "events", "hooks", "ref")
 
-    def __init__(self, ref: InstanceRef, snapshot: InstanceSnapshot, now: Callable[[], datetime]):
+    def __init__(
+        self,
+        ref: InstanceRef,
+        snapshot: InstanceSnapshot,
+        now: Callable[[], datetime],
+        hooks: TxHooks | None = None,
+    ):
         self.ref = ref
+        self.hooks = hooks
         self._base = snapshot
         self._now = now
         self._changes: dict[str, bytes | None] = {}
@@ -184,6 +215,15 @@ class InstanceTx:
             purge=self._purged,
             alarm=self._alarm,
         )
+
+    def rebase(self) -> None:
+        """After a checkpoint commit: what was buffered is now the committed snapshot."""
+        self._base = InstanceSnapshot(
+            instance_id=self.instance_id, records=self.records(), alarm_at=self.alarm_at
+        )
+        self._changes = {}
+        self._purged = False
+        self._alarm = KEEP
 
     def records(self) -> Mapping[str, bytes]:
         """Every record as it will be after this handler."""

@@ -1,0 +1,63 @@
+"""Workflows: step-checkpointed runs with leases, idempotency and concurrency keys.
+
+``Workflow.make(input_schema, run, ...)`` defines one; ``client.workflow(definition)``
+triggers and inspects its runs. See ``docs/workflows.md``.
+"""
+
+from __future__ import annotations
+
+from durable_effect.workflow._definition import Workflow, WorkflowDefinition
+from durable_effect.workflow._events import (
+    LogWritten,
+    RunCancelled,
+    RunCoalesced,
+    RunCompleted,
+    RunDeleted,
+    RunFailed,
+    RunLeased,
+    RunLeaseRenewed,
+    RunProgressed,
+    RunTriggered,
+    StepCancelled,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+    WorkflowEvent,
+)
+from durable_effect.workflow._runs import (
+    Progress,
+    Run,
+    RunStatus,
+    StepRecord,
+    TriggerRequest,
+    TriggerResult,
+)
+from durable_effect.workflow._step import Step, StepLog
+
+__all__ = [
+    "LogWritten",
+    "Progress",
+    "Run",
+    "RunCancelled",
+    "RunCoalesced",
+    "RunCompleted",
+    "RunDeleted",
+    "RunFailed",
+    "RunLeaseRenewed",
+    "RunLeased",
+    "RunProgressed",
+    "RunStatus",
+    "RunTriggered",
+    "Step",
+    "StepCancelled",
+    "StepCompleted",
+    "StepFailed",
+    "StepLog",
+    "StepRecord",
+    "StepStarted",
+    "TriggerRequest",
+    "TriggerResult",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowEvent",
+]

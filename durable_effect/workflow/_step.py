@@ -1,0 +1,228 @@
+"""`Step`: what a workflow's ``run(step, input)`` uses to make durable checkpoints.
+
+* ``step.run(name, effect, *, schema=None, retry=None, timeout=None)`` — the first time, runs
+  ``effect`` and commits its result **before** returning it; on every later execution of the
+  same run (after a sleep, a retry wait or a crashed worker) it returns the stored result and
+  does not run the effect. The value returned is always the *decoded* stored value, on the
+  first run too, so it is the same value and type on first run and on replay (**fix**).
+  A repeated name in one run returns the first result. A failed step is not cached: if the
+  run catches the failure and re-executes later, the step runs again.
+* ``step.sleep(name, duration)`` / ``step.sleep_until(name, when)`` — durable: the run is
+  ``sleeping`` with its alarm set, no worker is held; when the alarm fires the run
+  re-executes and completed steps replay.
+* ``step.progress(current, total=None, message=None)`` — committed at once, emits
+  ``run:progress``.
+* ``step.log.info/warn/error(message, **data)`` — stored with the run and emitted as
+  ``log:write`` at the next checkpoint (a step's completion, a progress report, the end of
+  the run), and logged through stdlib ``logging`` with ``run_id`` and ``step`` annotations.
+* Progress reports and log lines made *outside* steps are not repeated when the run
+  re-executes: the n-th such call of an execution is skipped when an earlier execution
+  already committed it. Inside a step they belong to that execution of the step.
+
+Steps of one run execute one at a time (a step inside another step's effect is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Literal, Never, Protocol, TypeAlias, TypeVar, overload
+
+from durable_effect._backoff import Retry
+from durable_effect._duration import Duration, DurationInput
+from durable_effect._effect import Effect, async_effect
+from durable_effect.errors import RetryExhaustedError, StepTimeoutError
+
+__all__ = ["LogLevelName", "Step", "StepLog", "StepRunner"]
+
+A = TypeVar("A")
+E = TypeVar("E", bound=BaseException)
+
+LogLevelName: TypeAlias = Literal["info", "warn", "error"]
+
+
+class StepRunner(Protocol):
+    """The execution a ``Step`` belongs to (see ``_execute.Execution``)."""
+
+    run_id: str
+    workflow: str
+    attempt: int
+
+    async def run_step(
+        self,
+        name: str,
+        effect: Effect[Any, BaseException],
+        schema: object,
+        retry: Retry | None,
+        timeout: DurationInput | None,
+    ) -> Effect[Any, BaseException]:
+        """Run (or replay) one step."""
+        ...
+
+    async def sleep_step(self, name: str, wake: Callable[[datetime], datetime]) -> None:
+        """Complete (or start, suspending the run) one durable sleep."""
+        ...
+
+    async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
+        """Commit a progress report."""
+        ...
+
+    def write_log(self, level: LogLevelName, message: str, data: dict[str, object]) -> None:
+        """Buffer a log line (committed at the next checkpoint)."""
+        ...
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"step names must be str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("step names must not be empty")
+    return name
+
+
+def _promise(thunk: Callable[[], Awaitable[None]]) -> Effect[None, Never]:
+    async def run() -> Effect[None, Never]:
+        await thunk()
+        return Effect.succeed(None)
+
+    return async_effect(run)
+
+
+class StepLog:
+    """``step.log``: structured log lines stored with the run (``log:write`` events)."""
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+
+    def _line(self, level: LogLevelName, message: str, data: dict[str, object]) -> Effect[None]:
+        if not isinstance(message, str):
+            raise TypeError(f"log messages must be str, got {type(message).__name__}")
+        runner = self._runner
+        return Effect.sync(lambda: runner.write_log(level, message, data))
+
+    def info(self, message: str, **data: object) -> Effect[None]:
+        """Log ``message`` at info level."""
+        return self._line("info", message, data)
+
+    def warn(self, message: str, **data: object) -> Effect[None]:
+        """Log ``message`` at warning level."""
+        return self._line("warn", message, data)
+
+    def error(self, message: str, **data: object) -> Effect[None]:
+        """Log ``message`` at error level."""
+        return self._line("error", message, data)
+
+
+class Step:
+    """The checkpoint API of one execution of a run (see the module docstring).
+
+    ``run_id``, ``workflow`` (the registered name) and ``attempt`` (how many times a worker
+    has taken the run, 1-based) are plain attributes.
+    """
+
+    __slots__ = ("_runner", "attempt", "log", "run_id", "workflow")
+
+    def __init__(self, runner: StepRunner) -> None:
+        self._runner = runner
+        self.run_id = runner.run_id
+        self.workflow = runner.workflow
+        self.attempt = runner.attempt
+        self.log = StepLog(runner)
+
+    @overload
+    def run(
+        self,
+        name: str,
+        effect: Effect[A, E],
+        *,
+        schema: object = None,
+        retry: None = None,
+        timeout: None = None,
+    ) -> Effect[A, E]: ...
+
+    @overload
+    def run(
+        self,
+        name: str,
+        effect: Effect[A, E],
+        *,
+        schema: object = None,
+        retry: None = None,
+        timeout: DurationInput,
+    ) -> Effect[A, E | StepTimeoutError]: ...
+
+    @overload
+    def run(
+        self,
+        name: str,
+        effect: Effect[A, E],
+        *,
+        schema: object = None,
+        retry: Retry,
+        timeout: DurationInput | None = None,
+    ) -> Effect[A, RetryExhaustedError]: ...
+
+    def run(
+        self,
+        name: str,
+        effect: Effect[A, E],
+        *,
+        schema: object = None,
+        retry: Retry | None = None,
+        timeout: DurationInput | None = None,
+    ) -> Effect[A, Any]:
+        """Run ``effect`` once for this run and checkpoint its result (replayed afterwards).
+
+        ``schema`` decodes the stored result (default: the type of the first result, which
+        must then be JSON-native or importable by module path). ``retry`` makes failures
+        durable retries (the run sleeps until the next attempt; when attempts run out the
+        step fails with ``RetryExhaustedError``). ``timeout`` fails an attempt that takes
+        longer with ``StepTimeoutError``. A result that cannot be stored (not encodable, or
+        not matching ``schema``) fails the run with ``ValidationError``.
+        """
+        checked = _check_name(name)
+        given_effect: object = effect
+        if not isinstance(given_effect, Effect):
+            got = type(given_effect).__name__
+            raise TypeError(f"step.run({checked!r}, ...) needs an Effect, got {got}")
+        given: object = retry
+        if given is not None and not isinstance(given, Retry):
+            raise TypeError(f"step.run: retry must be a Retry or None, got {type(given).__name__}")
+        if timeout is not None:
+            Duration.parse(timeout)
+        runner = self._runner
+
+        async def go() -> Effect[A, Any]:
+            return await runner.run_step(checked, effect, schema, retry, timeout)
+
+        return async_effect(go)
+
+    def sleep(self, name: str, duration: DurationInput) -> Effect[None, Never]:
+        """Sleep durably for ``duration`` (measured from when the run first reaches it)."""
+        checked = _check_name(name)
+        delay = Duration.parse(duration)
+        runner = self._runner
+        return _promise(lambda: runner.sleep_step(checked, lambda now: now + delay))
+
+    def sleep_until(self, name: str, when: datetime) -> Effect[None, Never]:
+        """Sleep durably until the aware instant ``when``."""
+        checked = _check_name(name)
+        given: object = when
+        if not isinstance(given, datetime) or given.utcoffset() is None:
+            raise TypeError(f"step.sleep_until needs an aware datetime, got {when!r}")
+        runner = self._runner
+        return _promise(lambda: runner.sleep_step(checked, lambda _now: when))
+
+    def progress(
+        self, current: int, total: int | None = None, message: str | None = None
+    ) -> Effect[None, Never]:
+        """Report progress: committed at once (one write per call) and sent as ``run:progress``."""
+        for field, value in (("current", current), ("total", total)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"step.progress: {field} must be an int, got {value!r}")
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"step.progress: message must be a str, got {message!r}")
+        runner = self._runner
+        return _promise(lambda: runner.report_progress(current, total, message))
