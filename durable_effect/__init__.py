@@ -6,7 +6,11 @@ The public surface. Implementation lives in private ``_modules``; this module re
 from __future__ import annotations
 
 from durable_effect._backoff import Backoff, Retry
+from durable_effect._client._continuous import ContinuousHandle
+from durable_effect._client._debounce import DebounceHandle
 from durable_effect._client._jobs_client import JobsClient
+from durable_effect._client._task import TaskHandle
+from durable_effect._client._workflow import WorkflowHandle
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect, Err, Gen, Ok
 from durable_effect._jobs import DurableJobs, create_durable_jobs
@@ -34,7 +38,22 @@ from durable_effect.jobs._debounce import Debounce
 from durable_effect.jobs._debounce_context import DebounceContext, DebounceEventContext
 from durable_effect.jobs._debounce_definition import DebounceDefinition
 from durable_effect.jobs._task import Task, TaskDefinition
-from durable_effect.jobs._task_context import TaskContext
+from durable_effect.jobs._task_context import (
+    TaskContext,
+    TaskErrorContext,
+    TaskEventContext,
+    TaskIdleContext,
+)
+from durable_effect.workflow import (
+    Progress,
+    Run,
+    Step,
+    StepRecord,
+    TriggerRequest,
+    TriggerResult,
+    Workflow,
+    WorkflowDefinition,
+)
 
 __all__ = [
     "Backoff",
@@ -42,13 +61,15 @@ __all__ = [
     "Continuous",
     "ContinuousContext",
     "ContinuousDefinition",
+    "ContinuousHandle",
     "Debounce",
     "DebounceContext",
     "DebounceDefinition",
     "DebounceEventContext",
+    "DebounceHandle",
     "DuplicateEventError",
-    "Duration",
     "DurableJobs",
+    "Duration",
     "Effect",
     "Err",
     "ExecutionError",
@@ -59,18 +80,31 @@ __all__ = [
     "JobsClient",
     "LeaseLostError",
     "Ok",
+    "Progress",
     "Retry",
     "RetryExhaustedError",
+    "Run",
     "RunCancelledError",
     "SchedulerError",
+    "Step",
+    "StepRecord",
     "StepTimeoutError",
     "StorageError",
     "TaggedError",
     "Task",
     "TaskContext",
     "TaskDefinition",
+    "TaskErrorContext",
+    "TaskEventContext",
+    "TaskHandle",
+    "TaskIdleContext",
     "TimeoutException",
+    "TriggerRequest",
+    "TriggerResult",
     "ValidationError",
     "Worker",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowHandle",
     "create_durable_jobs",
 ]
