@@ -49,6 +49,9 @@ def load_app(spec: str, storage: str | None = None) -> DurableJobs:
         )
     if storage is None:
         return target
-    return DurableJobs(
-        dict(target.registry), storage=storage, clock=target.clock, tracker=target.bus.trackers
-    )
+    try:
+        return DurableJobs(
+            dict(target.registry), storage=storage, clock=target.clock, tracker=target.bus.trackers
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None

@@ -30,6 +30,7 @@ __all__ = ["build_parser", "run_command"]
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 _JOB_TYPES = ("continuous", "debounce", "task", "workflow")
+_EVENT_HELP = {"add": "add an event to a debounce batch", "send": "send an event to a task"}
 
 
 def _exit_code(error: BaseException) -> int:
@@ -190,6 +191,20 @@ async def cmd_runs_list(args: argparse.Namespace) -> int:
     return await _with_app(args, body)
 
 
+async def cmd_runs_trigger(args: argparse.Namespace) -> int:
+    async def body(jobs: DurableJobs) -> int:
+        _, handle = _handle(jobs, args.workflow, "workflow")
+        eff = handle.trigger(
+            _json_arg(args.input, "--input"),
+            idempotency_key=args.idempotency_key,
+            concurrency_key=args.concurrency_key,
+            labels=_labels(args.label),
+        )
+        return await _run(eff, args.json)
+
+    return await _with_app(args, body)
+
+
 async def cmd_runs_show(args: argparse.Namespace) -> int:
     async def body(jobs: DurableJobs) -> int:
         _, handle = _handle(jobs, args.workflow, "workflow")
@@ -321,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     instance("trigger", cmd_trigger, "run a continuous or task instance now")
     for name, handler in (("add", cmd_add), ("send", cmd_send)):
-        p = instance(name, handler, f"{name} an event (debounce: add, task: send)")
+        p = instance(name, handler, _EVENT_HELP[name])
         p.add_argument("--event", required=True, help="the event as JSON")
         p.add_argument("--event-id", default=None, help="idempotency id of the event")
     instance("flush", _simple("flush", "debounce"), "flush a debounce batch now")
@@ -331,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     instance("pause", _simple("pause", "continuous"), "pause a continuous instance")
     instance("resume", _simple("resume", "continuous"), "resume a continuous instance")
     instance(
-        "terminate", _simple("terminate", *_JOB_TYPES[:3]), "terminate an instance"
+        "terminate", _simple("terminate", "continuous", "task"), "terminate an instance"
     ).add_argument("--reason", default=None)
 
     instances = sub.add_parser("instances", help="list instances").add_subparsers(metavar="CMD")
@@ -361,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--status")
     rl.add_argument("--label", action="append", metavar="KEY=VALUE")
     rl.add_argument("--limit", type=int, default=50)
+    rt = run_cmd("trigger", cmd_runs_trigger, "trigger a new run", with_id=False)
+    rt.add_argument("--input", required=True, help="the run's input as JSON")
+    rt.add_argument("--idempotency-key", default=None)
+    rt.add_argument("--concurrency-key", default=None)
+    rt.add_argument("--label", action="append", metavar="KEY=VALUE")
     run_cmd("show", cmd_runs_show, "show a run with its steps and progress")
     for op in ("cancel", "retrigger"):
         run_cmd(op, _run_op(op), f"{op} a run")

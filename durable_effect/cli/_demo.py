@@ -1,7 +1,7 @@
 """``durable-effect demo``: every job type working for real on a local SQLite file.
 
 A continuous heartbeat ticks, a debounce job batches bursts of page clicks, a task walks
-orders through a small state machine, and (when workflows are available) an import workflow
+orders through a small state machine, and an import workflow
 reports progress. It runs for about a minute (or until Ctrl-C) and resumes where it stopped
 when run again: the state lives in the SQLite file.
 """
@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import random
 import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from durable_effect._effect import Effect, Gen
 from durable_effect._events import Event
 from durable_effect._jobs import DurableJobs, create_durable_jobs
+from durable_effect.cli._demo_workflow import import_csv, trigger_import
 from durable_effect.errors import ValidationError
+from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import Continuous
 from durable_effect.jobs._continuous_context import ContinuousContext
 from durable_effect.jobs._debounce import Debounce
@@ -134,24 +134,16 @@ orders = Task.make(Order, OrderEvent, on_order_event, on_order_alarm)
 
 def build_demo_jobs(db: str) -> DurableJobs:
     """The demo's jobs on the SQLite file ``db``."""
-    definitions: dict[str, object] = {"heartbeat": heartbeat, "clicks": clicks, "orders": orders}
-    workflow = _import_workflow()
-    if workflow is not None:
-        definitions["importCsv"] = workflow
-    return create_durable_jobs(definitions, storage=f"sqlite:///{db}")  # type: ignore[arg-type]
+    definitions: dict[str, JobDefinition] = {
+        "heartbeat": heartbeat,
+        "clicks": clicks,
+        "orders": orders,
+        "importCsv": import_csv,
+    }
+    return create_durable_jobs(definitions, storage=f"sqlite:///{db}")
 
 
-def _demo_workflow() -> Any:
-    """The workflow part of the demo, when workflows are available."""
-    try:
-        return importlib.import_module("durable_effect.cli._demo_workflow")
-    except ImportError:
-        return None
 
-
-def _import_workflow() -> object | None:
-    module = _demo_workflow()
-    return None if module is None else module.import_csv
 
 
 # -- the live run ----------------------------------------------------------------------------
@@ -173,22 +165,30 @@ class _Printer:
 def _describe(event: Event) -> str | None:
     wire = event.to_wire()
     kind = event.type
-    who = f"{wire.get('jobName', wire.get('workflow', ''))}/{wire.get('id', wire.get('runId', ''))}"
+    run_id = str(wire.get("runId", ""))
+    ident = run_id[-6:] if run_id else wire.get("id", "")
+    who = f"{wire.get('jobName') or wire.get('workflow') or ''}/{ident}"
     if kind == "job.executed":
-        return f"{who:<22} executed (run {wire.get('runCount') or '-'})"
+        return f"{who:<18} executed (run {wire.get('runCount') or '-'})"
     if kind == "debounce.flushed":
-        return f"{who:<22} flushed {wire.get('eventCount')} clicks ({wire.get('reason')})"
+        return f"{who:<18} flushed {wire.get('eventCount')} clicks ({wire.get('reason')})"
     if kind == "debounce.started":
-        return f"{who:<22} batch opened"
+        return f"{who:<18} batch opened"
     if kind == "task.scheduled":
-        return f"{who:<22} scheduled ({wire.get('trigger')})"
+        return f"{who:<18} alarm set by {wire.get('trigger')}"
     if kind in ("job.failed", "job.retryExhausted", "worker:error", "run:fail"):
-        return f"{who:<22} {kind}: {wire.get('error') or wire.get('reason')}"
+        return f"{who:<18} {kind}: {wire.get('error') or wire.get('reason')}"
     if kind == "run:progress":
         progress = wire.get("progress")
-        return f"{who:<22} progress {progress}"
-    if kind in ("run:trigger", "run:complete"):
-        return f"{who:<22} {kind}"
+        if isinstance(progress, dict) and progress.get("total"):
+            done, total = int(progress["current"]), int(progress["total"])
+            bar = "#" * done + "." * max(total - done, 0)
+            return f"{who:<18} import [{bar}] {done}/{total} {progress.get('message') or ''}"
+        return None
+    if kind == "run:trigger":
+        return f"{who:<18} import triggered"
+    if kind == "run:complete":
+        return f"{who:<18} import completed"
     return None
 
 
@@ -212,15 +212,9 @@ async def _drive(jobs: DurableJobs, stop: asyncio.Event, seconds: float) -> None
         if tick % 6 == 4 and order_no:
             await Effect.run_async(client.task(orders).send(id=f"order-{order_no}", event=Paid()))
         if tick % 20 == 2:
-            await _trigger_workflow(jobs)
+            await trigger_import(jobs)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
-
-
-async def _trigger_workflow(jobs: DurableJobs) -> None:
-    module = _demo_workflow()
-    if module is not None:
-        await module.trigger_import(jobs)
 
 
 async def run_demo(*, db: str, seconds: float) -> int:

@@ -137,3 +137,59 @@ def test_migrate_creates_the_schema(db: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["migrated"] is True
     assert db.exists()
+
+
+def test_terminate_on_a_debounce_job_is_refused(db: Path) -> None:
+    result = cli(db, "terminate", APP, "clicks", "site")
+    assert result.returncode == 2
+    assert "is a debounce job" in result.stderr
+
+
+def test_unsupported_storage_url_is_a_usage_error(db: Path) -> None:
+    result = cli(db, "status", APP, "heartbeat", "a", "--storage", "redis://x")
+    assert result.returncode == 2
+    assert "unsupported storage URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workflow_runs_list_and_show(db: Path) -> None:
+    listing = cli(db, "runs", "list", APP, "importCsv", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout) == []
+    missing = cli(db, "runs", "show", APP, "importCsv", "nope")
+    assert missing.returncode == 3
+
+
+def test_trigger_a_run_then_list_show_and_cancel_it(db: Path) -> None:
+    trig = cli(
+        db,
+        "runs",
+        "trigger",
+        APP,
+        "importCsv",
+        "--input",
+        '{"filename": "a.csv", "rows": 10}',
+        "--label",
+        "team=ops",
+        "--json",
+    )
+    assert trig.returncode == 0, trig.stderr
+    run_id = json.loads(trig.stdout)["run_id"]
+    listing = json.loads(
+        cli(db, "runs", "list", APP, "importCsv", "--label", "team=ops", "--json").stdout
+    )
+    assert [(r["id"], r["status"]) for r in listing] == [(run_id, "pending")]
+    shown = json.loads(cli(db, "runs", "show", APP, "importCsv", run_id, "--json").stdout)
+    assert shown["run"]["input"] == {"filename": "a.csv", "rows": 10}
+    assert shown["steps"] == []
+    cancelled = cli(db, "runs", "cancel", APP, "importCsv", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    again = cli(db, "runs", "cancel", APP, "importCsv", run_id)
+    assert again.returncode == 1
+    assert "InvalidStateError" in again.stderr
+
+
+def test_trigger_with_a_bad_input_names_the_field(db: Path) -> None:
+    bad = cli(db, "runs", "trigger", APP, "importCsv", "--input", '{"filename": 1, "rows": 1}')
+    assert bad.returncode == 2
+    assert "$.filename" in bad.stderr
