@@ -41,6 +41,5 @@ import_csv = Workflow.make(ImportRequest, run_import, output_schema=ImportSummar
 async def trigger_import(jobs: DurableJobs) -> None:
     """Start one import run (at most one pending at a time, by concurrency key)."""
     request = ImportRequest(filename="users.csv", rows=500)
-    await Effect.run_async(
-        jobs.client.workflow(import_csv).trigger(request, concurrency_key="imports", coalesce="skip")
-    )
+    handle = jobs.client.workflow(import_csv)
+    await Effect.run_async(handle.trigger(request, concurrency_key="imports", coalesce="skip"))
