@@ -11,6 +11,7 @@ from durable_effect._client._debounce import DebounceHandle
 from durable_effect._client._jobs_client import JobsClient
 from durable_effect._client._task import TaskHandle
 from durable_effect._client._workflow import WorkflowHandle
+from durable_effect._clock import Clock
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect, Err, Gen, Ok
 from durable_effect._jobs import DurableJobs, create_durable_jobs
@@ -57,6 +58,7 @@ from durable_effect.workflow import (
 
 __all__ = [
     "Backoff",
+    "Clock",
     "ConflictError",
     "Continuous",
     "ContinuousContext",
