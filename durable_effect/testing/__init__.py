@@ -1,8 +1,8 @@
 """Test helpers for users of durable_effect.
 
 ``TestClock`` and ``TestRuntime`` run jobs with time under the test's control,
-``RecordingTracker`` keeps every event, ``use_clock`` runs plain effects on a clock, and ``StorageContract`` is the storage contract suite
-for third-party backends.
+``RecordingTracker`` keeps every event, ``use_clock`` runs plain effects on a clock, and
+``StorageContract`` is the storage contract suite for third-party backends.
 """
 
 from __future__ import annotations
