@@ -20,12 +20,14 @@ from durable_effect.jobs._continuous import (
     Misfire,
     Schedule,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing._runtime import TestRuntime
+from tests.jobs.conftest import POSTGRES, storage_for
 
 EventT = TypeVar("EventT", bound=Event)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STORAGES = ("memory", "sqlite")
+STORAGES = ("memory", "sqlite", POSTGRES)
 
 
 def at(minutes: float = 0, *, seconds: float = 0) -> datetime:
@@ -33,9 +35,9 @@ def at(minutes: float = 0, *, seconds: float = 0) -> datetime:
     return T0 + timedelta(minutes=minutes, seconds=seconds)
 
 
-def storage_url(kind: str, tmp_path: Path) -> str:
-    """``memory://`` or a fresh SQLite file under ``tmp_path``."""
-    return "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/continuous.db"
+def storage_url(kind: str, tmp_path: Path) -> str | Storage:
+    """``memory://``, a fresh SQLite file under ``tmp_path``, or a PostgreSQL schema of its own."""
+    return storage_for(kind, tmp_path, "continuous.db")
 
 
 class Counter(msgspec.Struct):

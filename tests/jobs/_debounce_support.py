@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 import attrs
@@ -21,17 +22,19 @@ from durable_effect import (
     TaggedError,
 )
 from durable_effect.jobs._debounce import FlushReason
+from durable_effect.storage import Storage
 from durable_effect.testing import TestRuntime
+from tests.jobs.conftest import POSTGRES, storage_for
 
 S = TypeVar("S")
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STORAGES = ("memory", "sqlite")
+STORAGES = ("memory", "sqlite", POSTGRES)
 
 
-def storage_url(kind: str, tmp_path: object) -> str:
-    """``memory://`` or a fresh SQLite file under ``tmp_path``."""
-    return "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/debounce.db"
+def storage_url(kind: str, tmp_path: object) -> str | Storage:
+    """``memory://``, a fresh SQLite file under ``tmp_path``, or a PostgreSQL schema of its own."""
+    return storage_for(kind, Path(str(tmp_path)), "debounce.db")
 
 
 class Hook(msgspec.Struct, frozen=True):

@@ -13,13 +13,14 @@ import msgspec
 from durable_effect import Effect, TaggedError
 from durable_effect._events import Event
 from durable_effect.jobs._base import JobDefinition
-from durable_effect.storage import InstanceSnapshot
+from durable_effect.storage import InstanceSnapshot, Storage
 from durable_effect.testing._runtime import TestRuntime
+from tests.jobs.conftest import POSTGRES, storage_for
 
 EventT = TypeVar("EventT", bound=Event)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STORAGES = ("memory", "sqlite")
+STORAGES = ("memory", "sqlite", POSTGRES)
 
 
 def at(*, minutes: float = 0, seconds: float = 0, hours: float = 0) -> datetime:
@@ -27,9 +28,9 @@ def at(*, minutes: float = 0, seconds: float = 0, hours: float = 0) -> datetime:
     return T0 + timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
-def storage_url(kind: str, tmp_path: Path) -> str:
-    """``memory://`` or a fresh SQLite file under ``tmp_path``."""
-    return "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/task.db"
+def storage_url(kind: str, tmp_path: Path) -> str | Storage:
+    """``memory://``, a fresh SQLite file under ``tmp_path``, or a PostgreSQL schema of its own."""
+    return storage_for(kind, tmp_path, "task.db")
 
 
 class Box(msgspec.Struct):

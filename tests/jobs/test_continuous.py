@@ -30,6 +30,7 @@ from durable_effect.jobs._continuous import (
     ContinuousTerminateResult,
     ContinuousTriggerResult,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing._runtime import TestRuntime
 from tests.jobs._continuous_support import (
     STORAGES,
@@ -50,7 +51,7 @@ IID = "continuous:counter:a"
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 
@@ -387,6 +388,8 @@ async def test_duration_is_measured_on_the_runtime_clock(url: str) -> None:
     async with TestRuntime({"counter": job}, storage=url) as rt:
         h = rt.client.continuous(job)
         task = asyncio.ensure_future(Effect.run_promise(h.start(id="a", input=Counter(n=0))))
+        while rt.clock.next_wakeup() is None:  # until the handler sleeps (storage I/O first)
+            await asyncio.sleep(0)
         await rt.advance("90 s")
         result = await task
         assert result.created

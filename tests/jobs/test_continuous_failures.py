@@ -16,6 +16,7 @@ from durable_effect._backoff import Backoff, Retry
 from durable_effect._events import JobExecuted, JobFailed, JobRetryExhausted
 from durable_effect._log import NONE
 from durable_effect.jobs._continuous import Continuous, ContinuousContext, ContinuousStartResult
+from durable_effect.storage import Storage
 from durable_effect.testing._runtime import TestRuntime
 from tests.jobs._continuous_support import (
     STORAGES,
@@ -37,7 +38,7 @@ ONE_MINUTE = Retry(3, delay="1 min", jitter=False)
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 

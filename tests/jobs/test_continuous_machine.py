@@ -13,6 +13,7 @@ import tempfile
 from datetime import datetime, timedelta
 
 import attrs
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -24,8 +25,10 @@ from durable_effect.jobs._continuous import (
     ContinuousTerminateResult,
     ContinuousTriggerResult,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing._runtime import TestRuntime
 from tests.jobs._continuous_support import T0, Counter, Probe, counter_job
+from tests.jobs.conftest import storage_for
 
 INTERVAL = timedelta(minutes=10)
 IDS = st.sampled_from(["a", "b:x"])
@@ -52,7 +55,11 @@ class ContinuousMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.TemporaryDirectory()
-        url = self.storage.replace("{tmp}", self.tmp.name)
+        url: str | Storage = (
+            storage_for("postgres", None)
+            if self.storage == "postgres"
+            else self.storage.replace("{tmp}", self.tmp.name)
+        )
         self.rt = TestRuntime({"counter": counter_job(Probe())}, storage=url)
         self.loop.run_until_complete(self.rt.jobs.open())
         self.h = self.rt.client.continuous("counter")
@@ -149,10 +156,19 @@ class SqliteContinuousMachine(ContinuousMachine):
     storage = "sqlite:///{tmp}/machine.db"
 
 
+class PostgresContinuousMachine(ContinuousMachine):
+    storage = "postgres"  # a fresh schema per example
+
+
 TestContinuousMachine = ContinuousMachine.TestCase
 TestContinuousMachine.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
 
 TestSqliteContinuousMachine = SqliteContinuousMachine.TestCase
 TestSqliteContinuousMachine.settings = settings(
     max_examples=10, stateful_step_count=15, deadline=None
+)
+
+TestPostgresContinuousMachine = pytest.mark.postgres(PostgresContinuousMachine.TestCase)
+TestPostgresContinuousMachine.settings = settings(
+    max_examples=8, stateful_step_count=15, deadline=None
 )

@@ -20,6 +20,7 @@ from durable_effect.jobs._continuous import (
     ContinuousStartResult,
     Misfire,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing._runtime import TestRuntime
 from tests.jobs._continuous_support import (
     STORAGES,
@@ -37,7 +38,7 @@ MISFIRES: tuple[Misfire, ...] = ("run_once", "skip", "run_all")
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from durable_effect import Debounce, DebounceContext, DebounceEventContext, Effect
+from durable_effect.storage import Storage
 from durable_effect.telemetry import DebounceFlushed, DebounceStarted
 from durable_effect.testing import TestRuntime
 from tests.jobs._debounce_support import (
@@ -34,7 +35,7 @@ IID = "debounce:hooks:contact-1"
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 

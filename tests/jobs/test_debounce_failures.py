@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from durable_effect import Backoff, Effect, ExecutionError, Retry
+from durable_effect.storage import Storage
 from durable_effect.telemetry import JobFailed, JobRetryExhausted
 from durable_effect.testing import TestRuntime
 from tests.jobs._debounce_support import (
@@ -35,7 +36,7 @@ def at(seconds: float) -> object:
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 

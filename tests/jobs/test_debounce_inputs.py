@@ -25,6 +25,7 @@ from durable_effect import (
     Retry,
     ValidationError,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing import TestRuntime
 from tests.jobs._debounce_support import (
     STORAGES,
@@ -44,7 +45,7 @@ IID = "debounce:hooks:c"
 
 
 @pytest.fixture(params=STORAGES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Storage:
     kind: str = request.param
     return storage_url(kind, tmp_path)
 

@@ -20,6 +20,7 @@ import tempfile
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -33,8 +34,10 @@ from durable_effect import (
     ExecutionError,
     Gen,
 )
+from durable_effect.storage import Storage
 from durable_effect.testing import TestRuntime
 from tests.jobs._debounce_support import Downstream
+from tests.jobs.conftest import storage_for
 
 IDS = ("a", "b", "c")
 
@@ -48,8 +51,10 @@ class DebounceMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp: str | None = None
-        url = self.storage
-        if url == "sqlite":
+        url: str | Storage = self.storage
+        if url == "postgres":
+            url = storage_for("postgres", None)  # a fresh schema per example
+        elif url == "sqlite":
             self.tmp = tempfile.mkdtemp(prefix="debounce-model-")
             url = f"sqlite:///{self.tmp}/model.db"
         self.failing = False
@@ -188,11 +193,19 @@ class SqliteDebounceMachine(DebounceMachine):
     storage = "sqlite"
 
 
+class PostgresDebounceMachine(DebounceMachine):
+    storage = "postgres"
+
+
 DebounceMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=40, deadline=None
 )
 SqliteDebounceMachine.TestCase.settings = settings(
     max_examples=10, stateful_step_count=25, deadline=None
 )
+PostgresDebounceMachine.TestCase.settings = settings(
+    max_examples=8, stateful_step_count=20, deadline=None
+)
 TestDebounceModelMemory = DebounceMachine.TestCase
 TestDebounceModelSqlite = SqliteDebounceMachine.TestCase
+TestDebounceModelPostgres = pytest.mark.postgres(PostgresDebounceMachine.TestCase)

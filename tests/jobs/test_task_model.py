@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import attrs
@@ -25,6 +26,7 @@ from durable_effect.jobs._task import Task, TaskDefinition
 from durable_effect.jobs._task_context import TaskContext, TaskEventContext
 from durable_effect.testing._runtime import TestRuntime
 from tests.jobs._task_support import T0, Add, Boom, Box, Ev, Ping
+from tests.jobs.conftest import storage_for
 
 IDS = ("a", "b:1")
 T = TypeVar("T")
@@ -70,7 +72,8 @@ class TaskMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.mkdtemp(prefix="task-model-")
-        url = "memory://" if self.storage_kind == "memory" else f"sqlite:///{self.tmp}/m.db"
+        # memory://, sqlite:///<tmp>/m.db, or a fresh PostgreSQL schema per example
+        url = storage_for(self.storage_kind, Path(self.tmp), "m.db")
         self.rt = TestRuntime({"job": JOB}, storage=url)
         self.handle = self.rt.client.task(JOB)
         self.now = T0
@@ -150,9 +153,15 @@ class SqliteTaskMachine(TaskMachine):
     storage_kind = "sqlite"
 
 
+class PostgresTaskMachine(TaskMachine):
+    storage_kind = "postgres"
+
+
 _SETTINGS = settings(max_examples=15, stateful_step_count=15, deadline=None)
 
 TestTaskModelMemory = TaskMachine.TestCase
 TestTaskModelMemory.settings = _SETTINGS
 TestTaskModelSqlite = SqliteTaskMachine.TestCase
 TestTaskModelSqlite.settings = settings(max_examples=6, stateful_step_count=12, deadline=None)
+TestTaskModelPostgres = pytest.mark.postgres(PostgresTaskMachine.TestCase)
+TestTaskModelPostgres.settings = settings(max_examples=6, stateful_step_count=12, deadline=None)

@@ -1,4 +1,4 @@
-"""Shared pieces of the workflow tests: schemas, counters, runtimes on memory and SQLite."""
+"""Shared pieces of the workflow tests: schemas, counters, runtimes on memory, SQLite or PG."""
 
 from __future__ import annotations
 
@@ -24,27 +24,29 @@ from durable_effect.storage import (
     Storage,
 )
 from durable_effect.testing._runtime import TestRuntime
+from tests.jobs.conftest import POSTGRES, storage_for
 
 EventT = TypeVar("EventT", bound=Event)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STORAGES = ("memory", "sqlite")
+STORAGES = ("memory", "sqlite", POSTGRES)
 
 
-def storage_url(kind: str, tmp_path: Path) -> str:
-    """``memory://`` or a fresh SQLite file under ``tmp_path``."""
-    return "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/wf.db"
+def storage_url(kind: str, tmp_path: Path) -> str | Storage:
+    """``memory://``, a fresh SQLite file under ``tmp_path``, or a PostgreSQL schema of its own."""
+    return storage_for(kind, tmp_path, "wf.db")
 
 
 def shared_storage(kind: str, tmp_path: Path) -> Storage | str:
-    """A storage two runtimes can share: one ``MemoryStorage`` object, or one SQLite file."""
-    return MemoryStorage() if kind == "memory" else f"sqlite:///{tmp_path}/shared.db"
+    """A storage two runtimes can share: one ``MemoryStorage`` or ``PostgresStorage`` object,
+    or one SQLite file."""
+    return MemoryStorage() if kind == "memory" else storage_for(kind, tmp_path, "shared.db")
 
 
 def runtime(
     kind: str, tmp_path: Path, *, lease_ttl: timedelta | None = None, **defs: JobDefinition
 ) -> TestRuntime:
-    """A ``TestRuntime`` over ``defs`` on memory or SQLite storage."""
+    """A ``TestRuntime`` over ``defs`` on memory, SQLite or PostgreSQL storage."""
     return TestRuntime(dict(defs), storage=storage_url(kind, tmp_path), lease_ttl=lease_ttl)
 
 
