@@ -428,6 +428,17 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
                 if not _succeeded(requested):
                     return requested
                 after = meta_of(await self._snapshot(engine, ref))
+                if after is not None and after.status in ("completed", "failed"):
+                    # The run's end was committed before the request (its commit is guarded
+                    # by the request, atomically): the request came too late, and stays
+                    # unread until the run is purged or deleted.
+                    return Effect.fail(
+                        InvalidStateError(
+                            expected="pending, leased or sleeping",
+                            actual=after.status,
+                            operation="cancel",
+                        )
+                    )
                 if after is None or after.status in ("leased", *FINISHED):
                     return Effect.succeed(None)  # the worker (or a takeover) honours it
                 await engine.storage.wait_for_change(0.01)

@@ -301,10 +301,15 @@ class _Hooks:
         tx.events.clear()
         self._engine.bus.publish(events)
 
-    async def checkpoint(self, tx: InstanceTx) -> None:
+    async def checkpoint(
+        self, tx: InstanceTx, *, unless_present: Sequence[tuple[str, str]] = ()
+    ) -> None:
         write = tx.to_write()
-        if write is not None:
-            await self._engine.storage.commit(self._leases, [write], release=False)
+        if write is not None or unless_present:
+            writes = [] if write is None else [write]
+            await self._engine.storage.commit(
+                self._leases, writes, release=False, unless_present=unless_present
+            )
             tx.rebase()
         self._publish(tx)
 

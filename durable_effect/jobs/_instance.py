@@ -8,7 +8,7 @@ what is left into one atomic storage commit. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -92,8 +92,16 @@ class _Savepoint:
 class TxHooks(Protocol):
     """What the runtime offers a long handler (workflows) beyond one final commit."""
 
-    async def checkpoint(self, tx: InstanceTx) -> None:
-        """Commit ``tx``'s buffered writes now, keeping the lease (fenced)."""
+    async def checkpoint(
+        self, tx: InstanceTx, *, unless_present: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Commit ``tx``'s buffered writes now, keeping the lease (fenced).
+
+        ``unless_present`` guards the commit (see ``Storage.commit``): when one of those
+        records ``(instance_id, key)`` exists, nothing is committed and ``GuardFailed`` is
+        raised (``tx`` keeps its buffered writes). With a guard the check is made even when
+        nothing is buffered.
+        """
         ...
 
     async def checkpoint_with(

@@ -32,6 +32,7 @@ from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    GuardFailed,
     InstanceSnapshot,
     InstanceWrite,
     Keep,
@@ -136,11 +137,15 @@ class MemoryStorage(Storage):
         writes: Sequence[InstanceWrite],
         *,
         release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._check_open("commit")
         _validate_commit(leases, writes)
         for lease in leases:
             self._check_current(lease)
+        for instance_id, key in unless_present:
+            if key in self._records.get(instance_id, ()):
+                raise GuardFailed(instance_id, key)
         alarm_changed = False
         for write in writes:
             alarm_changed |= self._apply(write)

@@ -20,6 +20,10 @@ contract suite that checks them):
   instance's current one (released, or taken over after expiry) raise ``LeaseLostError`` and
   change nothing.
 * **Atomicity** — ``commit`` applies every write of every instance in it, or none.
+* **Guards** — ``commit(..., unless_present=[(instance_id, key), ...])`` applies nothing and
+  raises `GuardFailed` when one of those records exists at commit time. The check and the
+  writes are one atomic step with respect to every commit that writes the guarded record
+  (the guarded instance need not be leased by the caller).
 * **Durability** — a ``commit`` that returned survives a crash of the process (and, with a
   durable setting, of the machine). Leases need not be durable: a lease lost in a crash
   belonged to a dead process.
@@ -42,6 +46,7 @@ __all__ = [
     "Acquired",
     "AlarmChange",
     "Claimed",
+    "GuardFailed",
     "InstanceSnapshot",
     "InstanceWrite",
     "Keep",
@@ -69,6 +74,22 @@ KEEP: Final = Keep()
 #: What a write does to the instance's alarm: an instant sets it, ``None`` clears it,
 #: ``KEEP`` leaves it.
 AlarmChange = datetime | None | Keep
+
+
+class GuardFailed(Exception):
+    """A guarded ``commit`` found one of its ``unless_present`` records: nothing applied.
+
+    An internal signal between the runtime and a backend (not a ``TaggedError``); the leases
+    of the commit are kept, even with ``release=True``.
+    """
+
+    def __init__(self, instance_id: str, key: str) -> None:
+        super().__init__(instance_id, key)
+        self.instance_id = instance_id
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"record {self.key!r} of {self.instance_id!r} is present"
 
 
 @attrs.frozen(kw_only=True)
@@ -176,6 +197,7 @@ class Storage(abc.ABC):
         writes: Sequence[InstanceWrite],
         *,
         release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
         """Apply ``writes`` atomically if every lease is still current.
 
@@ -183,6 +205,11 @@ class Storage(abc.ABC):
         otherwise). Raises ``LeaseLostError`` (nothing applied) when a lease is fenced.
         With ``release`` the leases are released in the same transaction. Returns only
         once the transaction is durable per the backend's setting.
+
+        ``unless_present`` guards the commit: when any record ``(instance_id, key)`` in it
+        exists at commit time, nothing is applied (no lease released) and `GuardFailed`
+        names that record. The check is atomic with the writes with respect to every commit
+        that writes a guarded record; guarded instances need not be leased.
         """
 
     @abc.abstractmethod

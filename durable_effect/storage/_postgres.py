@@ -33,6 +33,7 @@ from durable_effect.storage import _postgres_sql as q
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    GuardFailed,
     InstanceSnapshot,
     InstanceWrite,
     Lease,
@@ -41,6 +42,7 @@ from durable_effect.storage._port import (
 from durable_effect.storage._postgres_values import (
     Found,
     Plan,
+    check_id,
     check_owner,
     check_text,
     group,
@@ -396,10 +398,12 @@ class PostgresStorage(Storage):
         writes: Sequence[InstanceWrite],
         *,
         release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
         validate_commit(leases, writes)
+        guards = [(check_id(i), _guard_key(k)) for i, k in unless_present]
         self._require_open("commit")
-        if not leases:
+        if not leases and not guards:
             return
         for lease in leases:
             if not storable(lease.instance_id) or not storable(lease.owner):
@@ -419,6 +423,8 @@ class PostgresStorage(Storage):
             plan.alarm_ats,
             release,
             self.notify_channel,
+            [i for i, _ in guards],
+            [k for _, k in guards],
         )
 
         async def work(conn: AsyncConnection[TupleRow]) -> int | None:
@@ -426,6 +432,8 @@ class PostgresStorage(Storage):
             return None if row is None else row[0]
 
         lost = await self._run("commit", work)
+        if lost is not None and lost < 0:
+            raise GuardFailed(*guards[-lost - 1])
         if lost is not None:
             raise lease_lost(leases[lost - 1])
         if plan.alarm_ids or release:
@@ -629,6 +637,14 @@ class PostgresStorage(Storage):
     def _signal(self) -> None:
         if self._changed is not None:
             self._changed.set()
+
+
+def _guard_key(key: str) -> str:
+    """A guard's record key, checked like a written one (``ValueError``)."""
+    if "\x00" in key:
+        raise ValueError(f"record keys are strings without NUL, got {key!r}")
+    check_text(key, "record key")
+    return key
 
 
 async def _configure(conn: AsyncConnection[TupleRow]) -> None:

@@ -5,7 +5,8 @@
 interpolated: values travel as parameters (``%s``). The templates therefore contain no other
 braces.
 
-Schema (version 1; see ``docs/postgres.md``):
+Schema (version 2; see ``docs/postgres.md``; version 2 added commit guards to
+``commit_writes``):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -34,7 +35,7 @@ from __future__ import annotations
 from typing import Final
 
 #: The version of the schema this library writes (``len(MIGRATIONS)``).
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
 MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
@@ -289,9 +290,117 @@ BEGIN
 END
 $fn$"""
 
+#: ``pg_advisory_xact_lock(key1, hashtext(instance_id))``'s first key: the record locks of
+#: commit guards (the two-int4 key space, apart from the migration lock's bigint one).
+RECORD_LOCK_CLASS: Final = 0x6475_7261  # "dura"
+
+# Version 2: commit guards. ``commit_writes`` takes ``p_guard_ids``/``p_guard_keys``: when one
+# of those records exists, nothing is written and it returns ``-n`` (the n-th guard). For the
+# check to be atomic with every commit writing a guarded record, every commit first takes a
+# transaction-scoped advisory lock per instance whose records it changes or guards, sorted by
+# lock key (so commits never wait on each other's advisory locks in a cycle). These locks come
+# before every row lock, and only commits take them: a commit holding row locks never waits
+# for an advisory lock, so the row lock order above is unchanged.
+_V2_DROP_COMMIT: Final = """
+DROP FUNCTION {schema}.commit_writes(
+    text[], text[], bigint[], text[], text[], text[], text[], text[], bytea[],
+    text[], timestamptz[], boolean, text
+)"""
+
+_V2_COMMIT: Final = """
+CREATE FUNCTION {schema}.commit_writes(
+    p_lease_ids text[], p_owners text[], p_generations bigint[],
+    p_purge_ids text[],
+    p_delete_ids text[], p_delete_keys text[],
+    p_put_ids text[], p_put_keys text[], p_put_values bytea[],
+    p_alarm_ids text[], p_alarm_ats timestamptz[],
+    p_release boolean, p_channel text,
+    p_guard_ids text[], p_guard_keys text[]
+) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_lost integer;
+    v_key integer;
+BEGIN
+    -- Record locks first: per instance whose records change or are guarded, in key order.
+    FOR v_key IN
+        SELECT DISTINCT hashtext(u.id) AS h
+        FROM unnest(p_purge_ids || p_delete_ids || p_put_ids || p_guard_ids) AS u(id)
+        ORDER BY h
+    LOOP
+        PERFORM pg_advisory_xact_lock(1685418593, v_key);
+    END LOOP;
+    -- Alarm rows next (a concurrent claim holds them while it waits for lease rows).
+    PERFORM 1 FROM {schema}.alarms AS a
+    WHERE a.instance_id = ANY (p_alarm_ids)
+    ORDER BY a.instance_id
+    FOR UPDATE;
+    PERFORM 1 FROM {schema}.leases AS l
+    WHERE l.instance_id = ANY (p_lease_ids)
+    ORDER BY l.instance_id
+    FOR UPDATE;
+    SELECT f.n INTO v_lost
+    FROM unnest(p_lease_ids, p_owners, p_generations) WITH ORDINALITY AS f(id, owner, gen, n)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {schema}.leases AS l
+        WHERE l.instance_id = f.id AND l.owner = f.owner AND l.generation = f.gen
+    )
+    ORDER BY f.n
+    LIMIT 1;
+    IF v_lost IS NOT NULL THEN
+        RETURN v_lost;  -- fenced: nothing written
+    END IF;
+    IF cardinality(p_guard_ids) > 0 THEN
+        -- A new statement after the locks: sees every commit that held one until now.
+        SELECT g.n INTO v_lost
+        FROM unnest(p_guard_ids, p_guard_keys) WITH ORDINALITY AS g(id, key, n)
+        WHERE EXISTS (
+            SELECT 1 FROM {schema}.records AS r WHERE r.instance_id = g.id AND r.key = g.key
+        )
+        ORDER BY g.n
+        LIMIT 1;
+        IF v_lost IS NOT NULL THEN
+            RETURN -v_lost;  -- guarded: nothing written
+        END IF;
+    END IF;
+    IF cardinality(p_purge_ids) > 0 THEN
+        DELETE FROM {schema}.records AS r WHERE r.instance_id = ANY (p_purge_ids);
+    END IF;
+    IF cardinality(p_delete_ids) > 0 THEN
+        DELETE FROM {schema}.records AS r
+        USING unnest(p_delete_ids, p_delete_keys) AS d(id, key)
+        WHERE r.instance_id = d.id AND r.key = d.key;
+    END IF;
+    IF cardinality(p_put_ids) > 0 THEN
+        INSERT INTO {schema}.records AS r (instance_id, key, value)
+        SELECT p.id, p.key, p.value
+        FROM unnest(p_put_ids, p_put_keys, p_put_values) AS p(id, key, value)
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF cardinality(p_alarm_ids) > 0 THEN
+        DELETE FROM {schema}.alarms AS a
+        USING unnest(p_alarm_ids, p_alarm_ats) AS c(id, at)
+        WHERE a.instance_id = c.id AND c.at IS NULL;
+        INSERT INTO {schema}.alarms AS a (instance_id, due_at)
+        SELECT c.id, c.at FROM unnest(p_alarm_ids, p_alarm_ats) AS c(id, at)
+        WHERE c.at IS NOT NULL
+        ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at
+            WHERE a.due_at IS DISTINCT FROM excluded.due_at;
+    END IF;
+    IF p_release THEN
+        DELETE FROM {schema}.leases AS l WHERE l.instance_id = ANY (p_lease_ids);
+    END IF;
+    IF cardinality(p_alarm_ids) > 0 OR (p_release AND cardinality(p_lease_ids) > 0) THEN
+        PERFORM pg_notify(p_channel, '');
+    END IF;
+    RETURN NULL;
+END
+$fn$"""
+
 #: Statements of each schema version, applied in order (index 0 makes version 1).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
+    (_V2_DROP_COMMIT, _V2_COMMIT),
 )
 
 # -- operations ------------------------------------------------------------------------------
@@ -307,7 +416,8 @@ SELECT {schema}.commit_writes(
     %s::text[], %s::text[],
     %s::text[], %s::text[], %s::bytea[],
     %s::text[], %s::timestamptz[],
-    %s::boolean, %s::text
+    %s::boolean, %s::text,
+    %s::text[], %s::text[]
 )"""
 
 EXTEND: Final = """

@@ -40,6 +40,7 @@ from durable_effect.errors import LeaseLostError
 from durable_effect.storage._port import (
     KEEP,
     AlarmChange,
+    GuardFailed,
     InstanceWrite,
     Lease,
     Storage,
@@ -101,6 +102,24 @@ async def put(
     lease = await lease_of(storage, instance_id, now=now)
     write = InstanceWrite(instance_id=instance_id, puts=records or {}, alarm=alarm)
     await storage.commit([lease], [write])
+
+
+async def _guarded_commit(storage: Storage, lease: Lease, flag: str) -> bool:
+    """Commit ``done`` unless ``flag`` has ``stop``; whether it applied."""
+    write = InstanceWrite(instance_id=lease.instance_id, puts={"done": b"1"})
+    try:
+        await storage.commit([lease], [write], unless_present=[(flag, "stop")])
+    except GuardFailed:
+        return False
+    return True
+
+
+async def _write_flag_then_look(storage: Storage, lease: Lease, target: str) -> bool:
+    """Commit ``stop``, then whether ``target`` has ``done``."""
+    await storage.commit(
+        [lease], [InstanceWrite(instance_id=lease.instance_id, puts={"stop": b""})]
+    )
+    return "done" in (await storage.load([target]))[target].records
 
 
 class StorageContract:
@@ -197,6 +216,106 @@ class StorageContract:
         assert await storage.acquire(["b3"], owner="other", now=T0, ttl=TTL) is None
         await storage.commit([leases[3]], [InstanceWrite(instance_id="b3", puts={"ok": b"2"})])
         assert (await storage.load(["b3"]))["b3"].records == {"ok": b"2"}
+
+    # -- commit guards ---------------------------------------------------------------------
+
+    async def test_a_guarded_commit_applies_when_the_guard_is_absent(
+        self, storage: Storage
+    ) -> None:
+        await put(storage, "flag", {"other": b"x"})  # the instance exists, the key does not
+        la = await lease_of(storage, "a")
+        write = InstanceWrite(instance_id="a", puts={"k": b"1"}, alarm=T0)
+        await storage.commit([la], [write], unless_present=[("flag", "stop"), ("nowhere", "stop")])
+        snap = (await storage.load(["a"]))["a"]
+        assert (snap.records, snap.alarm_at) == ({"k": b"1"}, T0)
+        assert await storage.acquire(["a"], owner="w2", now=T0, ttl=TTL) is not None
+
+    async def test_a_guarded_commit_applies_nothing_when_the_guard_is_present(
+        self, storage: Storage
+    ) -> None:
+        await put(storage, "a", {"k": b"old"})
+        await put(storage, "flag", {"stop": b""})
+        got = await storage.acquire(["a", "b"], owner="w1", now=T0, ttl=TTL)
+        assert got is not None
+        writes = [
+            InstanceWrite(instance_id="a", puts={"k": b"new"}, deletes=frozenset({"k2"})),
+            InstanceWrite(instance_id="b", puts={"k": b"new"}, alarm=T0),
+        ]
+        for release in (True, False):
+            with pytest.raises(GuardFailed) as caught:
+                await storage.commit(
+                    got.leases,
+                    writes,
+                    release=release,
+                    unless_present=[("flag", "absent"), ("flag", "stop")],
+                )
+            assert (caught.value.instance_id, caught.value.key) == ("flag", "stop")
+        snaps = await storage.load(["a", "b"])
+        assert snaps["a"].records == {"k": b"old"}
+        assert not snaps["b"].exists
+        # The leases were kept: still held, and they still commit.
+        assert await storage.acquire(["a"], owner="w2", now=T0, ttl=TTL) is None
+        await storage.commit(got.leases, writes)
+        assert (await storage.load(["b"]))["b"].records == {"k": b"new"}
+
+    async def test_a_guarded_commit_is_fenced_like_any_other(self, storage: Storage) -> None:
+        la = await lease_of(storage, "a")
+        await lease_of(storage, "a", owner="w2", now=T0 + TTL)  # takes a over
+        write = InstanceWrite(instance_id="a", puts={"k": b"1"})
+        with pytest.raises(LeaseLostError):
+            await storage.commit([la], [write], unless_present=[("flag", "stop")])
+        assert not (await storage.load(["a"]))["a"].exists
+
+    async def test_a_guard_on_an_instance_leased_by_another_owner(self, storage: Storage) -> None:
+        held = await lease_of(storage, "flag", owner="holder")
+        la = await lease_of(storage, "a")
+        write = InstanceWrite(instance_id="a", puts={"k": b"1"})
+        await storage.commit([la], [write], release=False, unless_present=[("flag", "stop")])
+        await storage.commit(
+            [held], [InstanceWrite(instance_id="flag", puts={"stop": b""})], release=False
+        )
+        with pytest.raises(GuardFailed):
+            await storage.commit(
+                [la],
+                [InstanceWrite(instance_id="a", puts={"k": b"2"})],
+                unless_present=[("flag", "stop")],
+            )
+        assert (await storage.load(["a"]))["a"].records == {"k": b"1"}
+        # The guard neither needed nor touched the other owner's lease.
+        await storage.commit(
+            [held], [InstanceWrite(instance_id="flag", deletes=frozenset({"stop"}))]
+        )
+        await storage.commit(
+            [la],
+            [InstanceWrite(instance_id="a", puts={"k": b"3"})],
+            unless_present=[("flag", "stop")],
+        )
+        assert (await storage.load(["a"]))["a"].records == {"k": b"3"}
+
+    async def test_a_guard_and_a_writer_of_its_record_are_serialized(
+        self, storage: Storage
+    ) -> None:
+        """Racing, either the guarded commit applied while the record was absent, or it failed.
+
+        The writer reads the guarded commit's instance right after its own commit returned:
+        if the guarded commit applied, it did so before the record existed, so the writer
+        must see its result then (never a guarded commit landing after the record).
+        """
+        for round_ in range(12):
+            flag, target = f"flag{round_}", f"target{round_}"
+            guarded = await lease_of(storage, target)
+            writer = await lease_of(storage, flag)
+            racers = [
+                _guarded_commit(storage, guarded, flag),
+                _write_flag_then_look(storage, writer, target),
+            ]
+            if round_ % 2:
+                racers.reverse()
+            results = await asyncio.gather(*racers)
+            applied, seen = results if not round_ % 2 else results[::-1]
+            # Applied <=> the writer saw it right after its own commit: one order, never both.
+            assert seen is applied
+            assert ("done" in (await storage.load([target]))[target].records) is applied
 
     async def test_writes_apply_purge_then_deletes_then_puts(self, storage: Storage) -> None:
         await put(storage, "i", {"a": b"1", "b": b"2", "c": b"3"}, alarm=T0)

@@ -11,8 +11,8 @@ last committed step. One execution:
    commit; if the key is full the run stays ``pending`` and its alarm moves a little later;
 3. ``leased`` (``attempt`` + 1, ``run:leased``), committed;
 4. ``run(step, input)`` runs; every completed step is committed at once, atomically with a
-   check of the cancel request (``checkpoint_with`` on ``wfcancel:…``): a step that finishes
-   after a cancel is never recorded;
+   check of the cancel request (a commit guard on the ``wfcancel:…`` record, checked in the
+   same storage commit): a step that finishes after a cancel is never recorded;
 5. the end (``completed``/``failed``/``sleeping``) is committed the same way, then the slot
    of the concurrency key is given back and a pending run of the key is woken.
 

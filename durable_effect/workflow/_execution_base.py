@@ -20,7 +20,7 @@ from durable_effect._effect import Effect
 from durable_effect._events import Event, new_event_id
 from durable_effect.errors import LeaseLostError, StepTimeoutError, StorageError, TimeoutException
 from durable_effect.jobs._instance import InstanceTx, TxHooks
-from durable_effect.storage._port import Lease
+from durable_effect.storage._port import GuardFailed, Lease
 from durable_effect.workflow import _runs
 from durable_effect.workflow._runs import CANCEL_CODEC, CANCEL_KEY, RunMeta, StepRec, save_meta
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Aborted",
     "Attempt",
-    "CancelRequested",
     "Cancelled",
     "ExecutionBase",
     "Signal",
@@ -39,7 +38,6 @@ __all__ = [
     "cancel_flag_record",
     "lease_of",
     "millis",
-    "refuse_if_cancelled",
     "stack_of",
     "watch_renewals",
     "with_timeout",
@@ -75,10 +73,6 @@ class Aborted(Signal):
         self.cause = cause
 
 
-class CancelRequested(Exception):
-    """Raised inside ``checkpoint_with``'s mutate: refuses the commit."""
-
-
 class UserError(Exception):
     """Wraps a step effect's typed failure so that only *our* timeout is a timeout."""
 
@@ -96,11 +90,6 @@ class Attempt:
     number: int
     first: datetime
     started: datetime
-
-
-def refuse_if_cancelled(ctx: InstanceTx) -> None:
-    if ctx.get(CANCEL_KEY) is not None:
-        raise CancelRequested
 
 
 def stack_of(error: BaseException) -> str | None:
@@ -134,6 +123,7 @@ class ExecutionBase:
         self.run_id = tx.ref.id
         self.attempt = meta.attempt
         self.cancel_ref = _runs.cancel_ref(self.workflow, self.run_id)
+        self.cancel_guard = ((self.cancel_ref.instance_id, CANCEL_KEY),)
         self.steps: dict[str, StepRec] = {}
         for rec in _runs.load_steps(tx.records()):
             self.steps.setdefault(rec.name, rec)
@@ -181,11 +171,13 @@ class ExecutionBase:
     async def _checkpoint_unless_cancelled(self) -> bool:
         """Commit what is buffered unless a cancel was requested (then commit nothing).
 
-        Returns ``False`` when a cancel request refused the commit.
+        Returns ``False`` when a cancel request refused the commit. The request is checked
+        by the commit itself (a guard on the ``wfcancel:…`` record), atomically with respect
+        to the commit that writes the request: one round trip, no lease on ``wfcancel:…``.
         """
         try:
-            await self.hooks.checkpoint_with(self.tx, self.cancel_ref, refuse_if_cancelled)
-        except CancelRequested:
+            await self.hooks.checkpoint(self.tx, unless_present=self.cancel_guard)
+        except GuardFailed:
             return False
         except (LeaseLostError, StorageError) as exc:
             self._raise(Aborted(exc))

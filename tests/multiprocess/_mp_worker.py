@@ -218,8 +218,9 @@ class AckingStorage(PostgresStorage):
         writes: Sequence[InstanceWrite],
         *,
         release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
-        await super().commit(leases, writes, release=release)
+        await super().commit(leases, writes, release=release, unless_present=unless_present)
         lines = []
         for write in writes:
             data = write.puts.get("state")

@@ -74,8 +74,9 @@ class ReportingStorage(SqliteStorage):
         writes: Sequence[InstanceWrite],
         *,
         release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
-        await super().commit(leases, writes, release=release)
+        await super().commit(leases, writes, release=release, unless_present=unless_present)
         lines = []
         for write in writes:
             tokens = [k[len(LOG_PREFIX) :] for k in write.puts if k.startswith(LOG_PREFIX)]

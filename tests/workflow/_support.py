@@ -171,10 +171,15 @@ class CrashableStorage(Storage):
         return await self.inner.load(instance_ids)
 
     async def commit(
-        self, leases: Sequence[Lease], writes: Sequence[InstanceWrite], *, release: bool = True
+        self,
+        leases: Sequence[Lease],
+        writes: Sequence[InstanceWrite],
+        *,
+        release: bool = True,
+        unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._check("commit")
-        await self.inner.commit(leases, writes, release=release)
+        await self.inner.commit(leases, writes, release=release, unless_present=unless_present)
 
     async def claim_due(
         self, *, now: datetime, owner: str, ttl: timedelta, limit: int
