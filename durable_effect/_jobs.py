@@ -122,9 +122,9 @@ class _OpeningWorker(Worker):
         await self._jobs.open()
         await super().run()
 
-    async def run_until_idle(self) -> int:
+    async def run_until_idle(self, max_alarms: int | None = None) -> int:
         await self._jobs.open()
-        return await super().run_until_idle()
+        return await super().run_until_idle(max_alarms)
 
 
 def create_durable_jobs(

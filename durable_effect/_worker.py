@@ -94,24 +94,40 @@ class Worker:
         """Ask ``run()`` to return; in-flight handlers finish first."""
         self._stopping.set()
 
-    async def run_until_idle(self) -> int:
-        """Fire everything due now (never moving the clock); returns how many fired."""
+    async def run_until_idle(self, max_alarms: int | None = None) -> int:
+        """Fire everything due now (never moving the clock); returns how many fired.
+
+        It returns once nothing is due, so a job that keeps re-arming itself for the current
+        instant keeps it going: with ``max_alarms``, firing more than that many raises
+        ``RuntimeError`` instead. The default (``None``) sets no bound, because draining a
+        real backlog may legitimately fire any number of alarms.
+        """
+        if max_alarms is not None and max_alarms < 0:
+            raise ValueError(f"max_alarms must be at least 0, got {max_alarms}")
         fired = 0
-        while True:
-            claimed = await self._engine.storage.claim_due(
-                now=self._engine.clock.now(),
-                owner=self._engine.owner,
-                ttl=self._engine.lease_ttl,
-                limit=self.concurrency,
-            )
-            if not claimed:
-                break
-            results = await asyncio.gather(*(self._engine.fire(c) for c in claimed))
-            ran = sum(1 for r in results if r)
-            fired += ran
-            if ran == 0:
-                await self._engine.storage.wait_for_change(0.01)
-        self.fired += fired
+        try:
+            while True:
+                claimed = await self._engine.storage.claim_due(
+                    now=self._engine.clock.now(),
+                    owner=self._engine.owner,
+                    ttl=self._engine.lease_ttl,
+                    limit=self.concurrency,
+                )
+                if not claimed:
+                    break
+                results = await asyncio.gather(*(self._engine.fire(c) for c in claimed))
+                ran = sum(1 for r in results if r)
+                fired += ran
+                if max_alarms is not None and fired > max_alarms:
+                    raise RuntimeError(
+                        f"run_until_idle: more than {max_alarms} alarms fired at "
+                        f"{self._engine.clock.now()}: does a job keep scheduling itself for "
+                        "the current instant?"
+                    )
+                if ran == 0:
+                    await self._engine.storage.wait_for_change(0.01)
+        finally:
+            self.fired += fired
         return fired
 
     async def _claim_and_start(self) -> bool | None:

@@ -1,15 +1,62 @@
-"""`TestClock`: time that moves only when a test says so (never backwards, never sleeps)."""
+"""`TestClock`: time that moves only when a test says so (never backwards, never sleeps).
+
+It also lets `TestRuntime` tell when the alarm handlers it runs are *blocked on the clock*:
+a handler runs inside a ``SleeperScope`` (a context variable), and every sleeper registered
+from inside it is recorded there — except the sleeper of a pure timer task (the race timer of
+``Effect.timeout``: a task whose whole coroutine is a sleep), which only races some other
+work of the same handler and so never means the handler is waiting on the clock alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+
+from durable_effect._clock import sleep_for
 
 __all__ = ["TestClock"]
 
 _DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class SleeperScope:
+    """The clock sleepers of one unit of work (one alarm handler of a ``TestRuntime``).
+
+    ``blocked()`` is true while a sleeper registered by the work (timers excepted) has not
+    woken: a sequential handler then waits for the clock and nothing else. ``on_sleep`` is
+    called each time a sleeper is registered; ``abandoned`` marks work that a closing
+    runtime gave up (its log records and recorded events are dropped).
+    """
+
+    __slots__ = ("_futures", "abandoned", "on_sleep")
+
+    def __init__(self, on_sleep: Callable[[], None] | None = None) -> None:
+        self._futures: list[asyncio.Future[None]] = []
+        self.on_sleep = on_sleep
+        self.abandoned = False
+
+    def add(self, future: asyncio.Future[None]) -> None:
+        """Record a sleeper of this scope."""
+        self._futures = [f for f in self._futures if not f.done()]
+        self._futures.append(future)
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+    def blocked(self) -> bool:
+        """Whether a sleeper of this scope is still waiting (woken or cancelled ones are not)."""
+        return any(not f.done() for f in self._futures)
+
+    def waiting(self) -> list[asyncio.Future[None]]:
+        """The sleepers of this scope still waiting."""
+        return [f for f in self._futures if not f.done()]
+
+
+#: The scope of the running work (set in the context of each handler task).
+SCOPE: ContextVar[SleeperScope | None] = ContextVar("durable_effect_sleeper_scope", default=None)
 
 
 class TestClock:
@@ -41,7 +88,13 @@ class TestClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (when, next(self._seq), future))
-        await future
+        scope = SCOPE.get()
+        if scope is not None and not _in_timer_task():
+            scope.add(future)
+        try:
+            await future
+        finally:
+            future.cancel()  # a no-op once woken; forgets the sleeper if the wait was interrupted
 
     def next_wakeup(self) -> datetime | None:
         """When the earliest sleeper wakes (``None`` without sleepers)."""
@@ -66,3 +119,14 @@ class TestClock:
         if delta < timedelta(0):
             raise ValueError(f"TestClock never goes backwards: advance({delta!r})")
         self.set(self._now + delta)
+
+
+#: Coroutines that are nothing but a sleep: a task running one of them is a timer.
+_TIMER_CODES = frozenset({sleep_for.__code__, TestClock.sleep_until.__code__})
+
+
+def _in_timer_task() -> bool:
+    """Whether the running task is a pure timer (``asyncio.ensure_future(sleep_for(d))``)."""
+    task = asyncio.current_task()
+    coro = None if task is None else task.get_coro()
+    return getattr(coro, "cr_code", None) in _TIMER_CODES
