@@ -9,6 +9,7 @@ run); 4 storage failure; 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,4 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("durable-effect: interrupted\n")
         return 130
+    except BrokenPipeError:  # stdout closed early (`| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 

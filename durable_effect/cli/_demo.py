@@ -152,14 +152,18 @@ def build_demo_jobs(db: str) -> DurableJobs:
 class _Printer:
     def __init__(self, started: datetime) -> None:
         self.started = started
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
         line = _describe(event)
-        if line is None:
+        if line is None or self.closed:
             return
         elapsed = (event.timestamp - self.started).total_seconds()
-        sys.stdout.write(f"[{max(elapsed, 0):5.1f}s] {line}\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(f"[{max(elapsed, 0):5.1f}s] {line}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # output piped into `head` and closed: keep running quietly
+            self.closed = True
 
 
 def _describe(event: Event) -> str | None:
@@ -223,7 +227,6 @@ async def run_demo(*, db: str, seconds: float) -> int:
     jobs = build_demo_jobs(db)
     async with jobs:
         started = jobs.clock.now()
-        jobs.on("*", _Printer(started))
         result = await Effect.run_async(
             jobs.client.continuous(heartbeat).start(id="demo", input=Heartbeat())
         )
@@ -234,6 +237,7 @@ async def run_demo(*, db: str, seconds: float) -> int:
             f"durable_effect demo on {db}: heartbeat {word} at run {status.run_count}; "
             f"running for {seconds:.0f} s (Ctrl-C to stop)\n"
         )
+        jobs.on("*", _Printer(started))
         worker = jobs.worker(concurrency=8, poll_interval=0.5)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
