@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Self
 
 from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.storage._checks import check_text as _check_text
+from durable_effect.storage._checks import instant as _instant
+from durable_effect.storage._checks import ttl_of as _ttl
+from durable_effect.storage._checks import unique_ids as _unique_ids
+from durable_effect.storage._checks import validate_commit as _validate_commit
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
@@ -41,8 +46,6 @@ from durable_effect.storage._port import (
 )
 
 __all__ = ["MemoryStorage"]
-
-_MAX_ID_LENGTH = 1024
 
 
 class MemoryStorage(Storage):
@@ -308,57 +311,3 @@ class _SharedStore:
         self.leases: dict[str, Lease] = {}
         self.generation = 0
         self.objects: weakref.WeakSet[MemoryStorage] = weakref.WeakSet()
-
-
-def _instant(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime; ``ValueError`` for a naive one."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"instants must be aware datetimes, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
-def _ttl(ttl: timedelta) -> timedelta:
-    if ttl <= timedelta(0):
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-    return ttl
-
-
-def _check_id(instance_id: str) -> str:
-    if not instance_id:
-        raise ValueError(f"instance ids are non-empty strings, got {instance_id!r}")
-    if len(instance_id) > _MAX_ID_LENGTH or "\x00" in instance_id:
-        raise ValueError(f"instance ids have at most 1024 characters and no NUL: {instance_id!r}")
-    _check_text(instance_id, "instance id")
-    return instance_id
-
-
-def _check_text(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} {text!r} is not valid unicode text") from exc
-
-
-def _unique_ids(instance_ids: Iterable[str]) -> list[str]:
-    ids = [_check_id(i) for i in instance_ids]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"instance ids repeat in {ids!r}")
-    return ids
-
-
-def _validate_commit(leases: Sequence[Lease], writes: Sequence[InstanceWrite]) -> None:
-    """The checks every backend makes before touching anything (``ValueError``)."""
-    covered = {lease.instance_id for lease in leases}
-    for write in writes:
-        _check_id(write.instance_id)
-        if write.instance_id not in covered:
-            raise ValueError(f"write for {write.instance_id!r} is not covered by a lease")
-        for key in (*write.puts, *write.deletes):
-            if "\x00" in key:
-                raise ValueError(f"record keys are strings without NUL, got {key!r}")
-            _check_text(key, "record key")
-        for value in write.puts.values():
-            if not isinstance(value, bytes | bytearray | memoryview):
-                raise ValueError(f"record values are bytes, got {type(value).__name__}")
-        if isinstance(write.alarm, datetime):
-            _instant(write.alarm)

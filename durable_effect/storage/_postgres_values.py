@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from durable_effect.errors import LeaseLostError
+from durable_effect.storage._checks import (
+    check_id,
+    check_owner,
+    check_text,
+    instant,
+    ttl_of,
+    unique_ids,
+    validate_commit,
+)
 from durable_effect.storage._port import InstanceSnapshot, InstanceWrite, Keep, Lease
 
 __all__ = [
@@ -34,8 +43,6 @@ __all__ = [
     "utc",
     "validate_commit",
 ]
-
-_MAX_ID_LENGTH: Final = 1024
 
 
 class Found:
@@ -159,64 +166,3 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-# -- checks made before anything is sent (kept identical to MemoryStorage's) ---------------
-
-
-def instant(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"instants must be aware datetimes, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
-def ttl_of(ttl: timedelta) -> timedelta:
-    if ttl <= timedelta(0):
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-    return ttl
-
-
-def check_text(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} {text!r} is not valid unicode text") from exc
-
-
-def check_owner(owner: str) -> None:
-    check_text(owner, "owner")
-    if "\x00" in owner:
-        raise ValueError(f"owners are strings without NUL, got {owner!r}")
-
-
-def check_id(instance_id: str) -> str:
-    if not instance_id:
-        raise ValueError(f"instance ids are non-empty strings, got {instance_id!r}")
-    if len(instance_id) > _MAX_ID_LENGTH or "\x00" in instance_id:
-        raise ValueError(f"instance ids have at most 1024 characters and no NUL: {instance_id!r}")
-    check_text(instance_id, "instance id")
-    return instance_id
-
-
-def unique_ids(instance_ids: Sequence[str]) -> list[str]:
-    ids = [check_id(i) for i in instance_ids]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"instance ids repeat in {ids!r}")
-    return ids
-
-
-def validate_commit(leases: Sequence[Lease], writes: Sequence[InstanceWrite]) -> None:
-    covered = {lease.instance_id for lease in leases}
-    for write in writes:
-        check_id(write.instance_id)
-        if write.instance_id not in covered:
-            raise ValueError(f"write for {write.instance_id!r} is not covered by a lease")
-        for key in (*write.puts, *write.deletes):
-            if "\x00" in key:
-                raise ValueError(f"record keys are strings without NUL, got {key!r}")
-            check_text(key, "record key")
-        for value in write.puts.values():
-            if not isinstance(value, bytes | bytearray | memoryview):
-                raise ValueError(f"record values are bytes, got {type(value).__name__}")
-        if isinstance(write.alarm, datetime):
-            instant(write.alarm)

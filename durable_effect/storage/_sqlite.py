@@ -26,10 +26,15 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Self, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar
 
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
+from durable_effect.storage._checks import check_id as _check_id
+from durable_effect.storage._checks import check_text as _check_text
+from durable_effect.storage._checks import instant as _instant
+from durable_effect.storage._checks import ttl_of as _ttl
+from durable_effect.storage._checks import unique_ids as _unique_ids
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
@@ -49,7 +54,6 @@ T = TypeVar("T")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-_MAX_ID_LENGTH: Final = 1024
 _CHUNK: Final = 500  # ids per IN (...) list
 #: Whether a record exists (a commit guard; local here to keep the guard in the commit path).
 _HAS_RECORD: Final = "SELECT 1 FROM records WHERE instance_id = ? AND key = ?"
@@ -253,12 +257,11 @@ class SqliteStorage(Storage):
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
     ) -> None:
-        rows, weight = _commit_rows(leases, writes)
-        guards = [(_check_id(i), _key(k)) for i, k in unless_present]
+        rows, weight, alarm_changed = _commit_rows(leases, writes)
+        guards = [(_check_id(i), _key(k)) for i, k in unless_present] if unless_present else []
         if not leases and not guards:
             self._check_open("commit")
             return
-        alarm_changed = any(not isinstance(write.alarm, Keep) for write in writes)
         single = release and len(leases) == 1 and not guards
 
         def apply(txn: Txn) -> tuple[str, str] | None:
@@ -432,11 +435,9 @@ class SqliteStorage(Storage):
         signals: bool,
         weight: int = 1,
     ) -> T:
-        loop = self._check_open(name)
-        op: Op[T] = Op(
-            name, apply, loop.create_future(), durable=durable, signals=signals, weight=weight
-        )
-        return await self._group.submit(op)
+        self._check_open(name)
+        op: Op[T] = Op(name, apply, durable=durable, signals=signals, weight=weight)
+        return await self._group.write(op)
 
     def _signal(self) -> None:
         self._event().set()
@@ -501,38 +502,38 @@ def _snapshots(
     }
 
 
-_WriteRows = tuple[str, bool, list[str], list[tuple[str, bytes]], int | Keep | None]
+_WriteRows = tuple[str, bool, Sequence[str], Sequence[tuple[str, bytes]], int | Keep | None]
+_NONE: Final[tuple[Any, ...]] = ()
 
 
 def _commit_rows(
     leases: Sequence[Lease], writes: Sequence[InstanceWrite]
-) -> tuple[list[_WriteRows], int]:
-    """Check a commit's writes (``ValueError``); their statement parameters and row count.
+) -> tuple[list[_WriteRows], int, bool]:
+    """Check a commit's writes (``ValueError``): their statement parameters, their row count
+    and whether any changes an alarm.
 
     Text that cannot be encoded (lone surrogates) is refused by ``sqlite3`` itself when bound,
     as a ``UnicodeEncodeError`` (a ``ValueError``), before the transaction commits.
     """
-    covered = {lease.instance_id for lease in leases}
+    covered = leases[0].instance_id if len(leases) == 1 else {x.instance_id for x in leases}
     rows: list[_WriteRows] = []
     weight = len(leases)
+    alarm_changed = False
     for write in writes:
         instance_id = write.instance_id
-        if instance_id not in covered:
+        if instance_id != covered if isinstance(covered, str) else instance_id not in covered:
             raise ValueError(f"write for {instance_id!r} is not covered by a lease")
-        puts = [(_key(key), _blob(value)) for key, value in write.puts.items()]
-        deletes = sorted(_key(key) for key in write.deletes) if write.deletes else []
+        puts = [(_key(k), _blob(v)) for k, v in write.puts.items()] if write.puts else _NONE
+        deletes = sorted(_key(key) for key in write.deletes) if write.deletes else _NONE
         alarm = write.alarm
+        if isinstance(alarm, datetime):
+            alarm_changed = True
+            rows.append((instance_id, write.purge, deletes, puts, _to_us(alarm)))
+        else:
+            alarm_changed |= alarm is None
+            rows.append((instance_id, write.purge, deletes, puts, alarm))
         weight += 1 + len(puts) + len(deletes)
-        rows.append(
-            (
-                instance_id,
-                write.purge,
-                deletes,
-                puts,
-                _to_us(alarm) if isinstance(alarm, datetime) else alarm,
-            )
-        )
-    return rows, weight
+    return rows, weight, alarm_changed
 
 
 def _key(key: str) -> str:
@@ -571,41 +572,3 @@ def _prefix_upper(prefix: str) -> str | None:
             return "".join(chars)
         chars.pop()
     return None
-
-
-# -- checks made before anything is queued (kept identical to MemoryStorage's) -------------
-
-
-def _instant(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"instants must be aware datetimes, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
-def _ttl(ttl: timedelta) -> timedelta:
-    if ttl <= timedelta(0):
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-    return ttl
-
-
-def _check_text(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} {text!r} is not valid unicode text") from exc
-
-
-def _check_id(instance_id: str) -> str:
-    if not instance_id:
-        raise ValueError(f"instance ids are non-empty strings, got {instance_id!r}")
-    if len(instance_id) > _MAX_ID_LENGTH or "\x00" in instance_id:
-        raise ValueError(f"instance ids have at most 1024 characters and no NUL: {instance_id!r}")
-    _check_text(instance_id, "instance id")
-    return instance_id
-
-
-def _unique_ids(instance_ids: Sequence[str]) -> list[str]:
-    ids = [_check_id(i) for i in instance_ids]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"instance ids repeat in {ids!r}")
-    return ids
