@@ -33,6 +33,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final, Generic, Literal, TypeVar
 
@@ -45,9 +46,14 @@ T = TypeVar("T")
 
 #: The largest batch (in rows, roughly) that runs inline on the event loop: ~1-2 ms of CPU.
 INLINE_WEIGHT: Final = 256
-#: Inline-written rows after which a checkpoint is queued to the thread (about one
-#: automatic checkpoint's worth of WAL frames).
-_CHECKPOINT_WEIGHT: Final = 1000
+#: Estimated WAL frames after which a checkpoint is due (SQLite's automatic checkpoint
+#: threshold). A transaction is estimated at one frame plus one per eight rows: about two
+#: per acquire or single commit, which is what they write.
+_CHECKPOINT_FRAMES: Final = 1000
+#: A lone durable commit under FULL runs inline only while durable commits have recently
+#: taken less than this (an exponential average): the longest the loop may block on fsync.
+INLINE_FSYNC_BUDGET: Final = 0.001
+_IMMEDIATE = True
 
 
 class Txn:
@@ -98,7 +104,7 @@ class Op(Generic[T]):
         self,
         name: str,
         apply: Callable[[Txn], T],
-        future: asyncio.Future[T],
+        future: asyncio.Future[T] | None = None,
         *,
         durable: bool,
         signals: bool,
@@ -117,6 +123,18 @@ class Op(Generic[T]):
     def failed(self) -> bool:
         return self._error is not None
 
+    @property
+    def applied(self) -> bool:
+        return self._has_value
+
+    def outcome(self) -> T:
+        """The op's result, or its error raised (for an op run without a queue)."""
+        if self._error is not None:
+            raise self._error
+        if not self._has_value:
+            raise StorageError(operation=self.name, cause="not applied")
+        return self._value
+
     def run(self, txn: Txn) -> None:
         self._value = self.apply(txn)
         self._has_value = True
@@ -132,6 +150,7 @@ class Op(Generic[T]):
 
     def settle(self) -> bool:
         """Resolve the caller's future; whether a committed change should wake waiters."""
+        assert self.future is not None
         if self.future.done():  # the caller was cancelled; the write may still be applied
             return self._has_value and self.signals
         if self._error is not None:
@@ -182,7 +201,10 @@ class GroupCommit:
         self._in_flight = False
         self._dispatch_scheduled = False
         self._idle_waiters: list[asyncio.Future[None]] = []
-        self._unchecked = 0  # rows written since the last checkpoint was queued
+        self._unchecked = 0  # WAL frames written since the last checkpoint (estimated)
+        self._checkpoint_due = False
+        self._checkpointing = False
+        self._fsync_cost = 0.0  # seconds a durable commit took lately (exponential average)
 
     # -- lifecycle (on the loop) -----------------------------------------------------------
 
@@ -190,7 +212,7 @@ class GroupCommit:
         """Start the thread and open both connections (migrating the schema)."""
         self._loop = asyncio.get_running_loop()
         self._worker = _Worker(f"durable_effect-sqlite:{self.path}")
-        self._unchecked = 0
+        self._unchecked, self._checkpoint_due, self._checkpointing = 0, False, False
         try:
             await self.call(self._connect)
         except BaseException:
@@ -241,8 +263,32 @@ class GroupCommit:
         worker.submit(job)
         return future
 
+    async def write(self, op: Op[T]) -> T:
+        """Run ``op`` in a transaction; its result once committed (or its error).
+
+        When nothing is queued or running and the loop has nothing else ready, an op that may
+        run inline runs at once, in the caller, saving the trip through the queue; the caller
+        still yields to the loop once afterwards, as a queued write would, so a loop of
+        writes never starves other tasks. Otherwise the op is queued.
+        """
+        if (
+            _IMMEDIATE
+            and not (self._in_flight or self._pending or self._dispatch_scheduled)
+            and not self._checkpoint_due
+            and self._runs_inline([op])
+            and self._idle()
+            and not self._run_inline([op])
+        ):
+            if op.signals and op.applied:
+                self._on_change()
+            await asyncio.sleep(0)
+            return op.outcome()
+        op.future = self._running_loop().create_future()
+        return await self.submit(op)
+
     def submit(self, op: Op[T]) -> asyncio.Future[T]:
-        """Queue ``op``; its future resolves once its transaction committed (or failed)."""
+        """Queue ``op`` (with its future); the future resolves once its transaction ends."""
+        assert op.future is not None
         self._pending.append(op)
         if not self._in_flight and not self._dispatch_scheduled:
             self._dispatch_scheduled = True
@@ -258,7 +304,10 @@ class GroupCommit:
         self._dispatch_scheduled = False
         if self._in_flight:
             return
-        ops = [op for op in self._pending if not op.future.done()]
+        if self._checkpoint_due and self._worker is not None:
+            self._checkpoint_now(self._worker)
+            return
+        ops = [op for op in self._pending if op.future is not None and not op.future.done()]
         self._pending.clear()
         worker = self._worker
         if not ops or worker is None:
@@ -286,19 +335,24 @@ class GroupCommit:
         durable = self._full and any(op.durable for op in ops)
 
         def job() -> None:
+            started = time.perf_counter()
             try:
                 self._run_batch(ops, durable=durable)
             except BaseException as exc:
                 for op in ops:
                     op.fail(as_error(op.name, exc))
-            _post(loop, self._batch_done, ops)
+            seconds = time.perf_counter() - started if durable else None
+            _post(loop, self._batch_done, ops, seconds)
 
         worker.submit(job)
 
-    def _batch_done(self, ops: list[Op[Any]]) -> None:
+    def _batch_done(self, ops: list[Op[Any]], fsynced: float | None = None) -> None:
         self._in_flight = False
-        self._wrote(ops)
-        self._settle(ops)
+        if fsynced is not None:
+            self._note_fsync(fsynced)
+        if ops:
+            self._wrote(ops)
+            self._settle(ops)
         if self._pending:
             self._dispatch()
         else:
@@ -320,36 +374,103 @@ class GroupCommit:
                 waiter.set_result(None)
 
     def _runs_inline(self, ops: list[Op[Any]]) -> bool:
+        """Whether ``ops`` run on the loop now (see the module docstring)."""
         if not self._inline:
             return False
         weight = 0
+        durable = False
         for op in ops:
-            if op.durable and self._full:
-                return False
+            durable |= op.durable
             weight += op.weight
-        return weight <= INLINE_WEIGHT
+        if weight > INLINE_WEIGHT:
+            return False
+        if durable and self._full:
+            return self._fsync_cost < INLINE_FSYNC_BUDGET and self._idle()
+        return True
+
+    def _idle(self) -> bool:
+        """Whether the loop has no other callback ready: blocking it delays nobody now.
+
+        Reads the ready queue of asyncio's own loops; other loops (uvloop) have none to read,
+        and count as busy.
+        """
+        ready = getattr(self._loop, "_ready", None)
+        return ready is not None and len(ready) == 0
+
+    def _note_fsync(self, seconds: float) -> None:
+        self._fsync_cost += (seconds - self._fsync_cost) / 4
 
     def _run_inline(self, ops: list[Op[Any]]) -> list[Op[Any]]:
         """Run ``ops`` on the loop; the ops left for the thread (the file was busy)."""
         conn = self._writer
         assert conn is not None
+        durable = self._full and any(op.durable for op in ops)
+        started = time.perf_counter()
         try:
+            if durable:
+                conn.execute("PRAGMA synchronous = FULL")
             left = self._transact(conn, ops, inline=True)
         except BaseException:  # KeyboardInterrupt and the like: leave the connection clean
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
+        finally:
+            if durable:
+                try:
+                    conn.execute("PRAGMA synchronous = OFF")
+                except sqlite3.Error:
+                    self._inline = False  # it would fsync every inline transaction
+        if durable:
+            self._note_fsync(time.perf_counter() - started)
         if len(left) < len(ops):
             self._wrote(ops)
         return left
 
     def _wrote(self, ops: list[Op[Any]]) -> None:
-        """Count rows written; queue a checkpoint to the thread when the WAL has grown."""
-        self._unchecked += sum(op.weight for op in ops) + 2
-        if self._unchecked >= _CHECKPOINT_WEIGHT and self._worker is not None:
+        """Count the frames a transaction wrote; checkpoint when the WAL has grown.
+
+        A checkpoint runs in two steps on the thread. The first runs beside the writes: it
+        does the bulk of the work (under ``NORMAL`` it also syncs every frame written since
+        the last one, milliseconds). The second runs as a batch of its own, so no write
+        runs meanwhile: it copies what was appended during the first, and then the next
+        write transaction starts the WAL over. Frames that overwrite blocks already in the
+        file make a cheaper fsync (no larger file size to journal: about half the cost of
+        an appending fsync here), and the WAL stays bounded.
+        """
+        self._unchecked += 1 + (sum(op.weight for op in ops) + 7) // 8
+        if self._unchecked >= _CHECKPOINT_FRAMES and not self._checkpointing:
+            worker = self._worker
+            if worker is None:
+                return
             self._unchecked = 0
-            self._worker.submit(self._checkpoint)
+            self._checkpointing = True
+            loop = self._running_loop()
+
+            def job() -> None:
+                self._checkpoint()
+                _post(loop, self._checkpointed)
+
+            worker.submit(job)
+
+    def _checkpointed(self) -> None:
+        self._checkpointing = False
+        self._checkpoint_due = True  # the second step, at the next dispatch
+        if not (self._in_flight or self._dispatch_scheduled) and self._pending:
+            self._dispatch_scheduled = True
+            self._running_loop().call_soon(self._dispatch)
+
+    def _checkpoint_now(self, worker: _Worker) -> None:
+        """The second step of a checkpoint: on the thread, with no write running."""
+        self._checkpoint_due = False
+        self._in_flight = True
+        loop = self._running_loop()
+
+        def job() -> None:
+            self._checkpoint()
+            _post(loop, self._batch_done, [])
+
+        worker.submit(job)
 
     # -- the storage thread ----------------------------------------------------------------
 
