@@ -1,9 +1,9 @@
 """Benchmark `SqliteStorage` against raw stdlib ``sqlite3`` measured in the same run.
 
-Usage: ``python benchmarks/bench_storage.py [--quick]``. Prints a table and writes
-``benchmarks/results/bench_storage.json``. Every raw baseline uses a file in the same temp
-directory with the same pragmas (WAL, the same ``synchronous``), so ratios compare like with
-like on this machine:
+Usage: ``python benchmarks/bench_storage.py [--quick] [--profile]``. Prints a table and
+writes ``benchmarks/results/bench_storage.json``. Every raw baseline uses a file in the same
+temp directory with the same pragmas (WAL, the same ``synchronous``), so ratios compare like
+with like on this machine:
 
 1. ``sequential``: one handler per call — ``acquire`` then ``commit`` (one 100-byte record,
    lease released) — against a loop of single-row upserts, one row per transaction.
@@ -12,10 +12,21 @@ like on this machine:
 3. ``fire-alarms``: claim 10,000 due alarms 100 at a time and commit one write per instance
    moving its alarm an hour ahead (the commits of a batch run concurrently), against a raw
    loop that selects 100 due ids by ``(due_at, id)``, leases them and commits, then updates
-   every row in one more transaction.
+   every row in one more transaction (run before and after ours; the mean).
 4. ``memory``: peak RSS (``VmHWM``) of a fresh process holding an opened store of 100,000 idle
    instances (one small record and one future alarm each), after a few reads and an empty
    claim, against the same for an empty store.
+
+Both sides of 1 and 2 are timed in WAL steady state: the raw file first gets 1,200 unsynced
+upserts and ours 300 untimed calls, so that neither pays for growing the WAL file while
+timed (an fsync that also grows the file costs ~1.3-2x one that overwrites WAL blocks
+already there). Disk latency on a shared machine swings within minutes, so 1 and 2 run
+*interleaved* with their baseline, 100 calls (or 5 rounds of the 64) at a time, and a
+repeat's ratio is ours over that raw; the table gives medians over the repeats.
+
+``--profile`` prints where a sequential call's time goes (raw transaction, our ``acquire``
+and ``commit`` as the caller sees them, medians) and how late a 1 ms ticker on the same
+event loop runs while ours work (what running transactions inline costs other tasks).
 """
 
 from __future__ import annotations
@@ -31,10 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -45,6 +56,10 @@ Sync = Literal["full", "normal"]
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=30)
 VALUE = b"v" * 100
+WARM_RAW = 1200  # unsynced upserts that take a raw file's WAL past its first checkpoint
+WARM_OURS = 300  # untimed calls that do the same for ours (a call writes ~4 WAL frames)
+CHUNK = 100  # sequential calls timed between two raw chunks
+ROUNDS_CHUNK = 5  # rounds of the 64 callers timed between two raw chunks
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_storage.json"
 
 
@@ -82,19 +97,50 @@ def raw_connection(path: Path, sync: Sync) -> sqlite3.Connection:
     return conn
 
 
+class RawUpserts:
+    """Single-row upserts, one per transaction, on their own file; timed a chunk at a time.
+
+    Opening grows the WAL past its first checkpoint with ``synchronous=OFF`` so the timed
+    commits run in steady state (overwriting WAL frames, not growing the file), like ours
+    after their warm-up.
+    """
+
+    SQL = "INSERT INTO t VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET value = excluded.value"
+
+    def __init__(self, path: Path, sync: Sync) -> None:
+        self.conn = raw_connection(path, sync)
+        self.conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.run("warm-", 0, WARM_RAW)
+        self.conn.execute(f"PRAGMA synchronous = {sync.upper()}")
+        self.next = 0
+
+    def run(self, prefix: str, first: int, count: int) -> float:
+        """Upsert rows ``first .. first + count - 1``; the seconds it took."""
+        conn, sql = self.conn, self.SQL
+        start = time.perf_counter()
+        for i in range(first, first + count):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql, (f"{prefix}{i}", VALUE))
+            conn.execute("COMMIT")
+        return time.perf_counter() - start
+
+    def chunk(self, count: int) -> float:
+        """The next ``count`` rows; the seconds it took."""
+        first, self.next = self.next, self.next + count
+        return self.run("row-", first, count)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def raw_upserts(path: Path, sync: Sync, n: int) -> float:
-    """Single-row upserts, one per transaction; rows per second."""
-    conn = raw_connection(path, sync)
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
-    sql = "INSERT INTO t VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET value = excluded.value"
-    start = time.perf_counter()
-    for i in range(n):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(sql, (f"row-{i}", VALUE))
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return n / elapsed
+    """Single-row upserts, one per transaction, in steady state; rows per second."""
+    raw = RawUpserts(path, sync)
+    try:
+        return n / raw.chunk(n)
+    finally:
+        raw.close()
 
 
 def raw_fire_alarms(path: Path, sync: Sync, n: int) -> float:
@@ -143,37 +189,63 @@ def raw_fire_alarms(path: Path, sync: Sync, n: int) -> float:
 # -- ours ------------------------------------------------------------------------------------
 
 
-async def ours_sequential(path: Path, sync: Sync, n: int, *, alarm: bool) -> float:
-    async with SqliteStorage(path, synchronous=sync) as storage:
-        start = time.perf_counter()
-        for i in range(n):
-            instance_id = f"seq-{i}"
-            got = await storage.acquire([instance_id], owner="w", now=T0, ttl=TTL)
-            assert got is not None
-            write = InstanceWrite(
-                instance_id=instance_id, puts={"state": VALUE}, alarm=T0 + TTL if alarm else None
-            )
-            await storage.commit(got.leases, [write])
-        elapsed = time.perf_counter() - start
-    return n / elapsed
+async def one_call(storage: SqliteStorage, instance_id: str, *, alarm: bool) -> None:
+    """One handler's storage traffic: acquire, then commit one record (and maybe an alarm)."""
+    got = await storage.acquire([instance_id], owner="w", now=T0, ttl=TTL)
+    assert got is not None
+    write = InstanceWrite(
+        instance_id=instance_id, puts={"state": VALUE}, alarm=T0 + TTL if alarm else None
+    )
+    await storage.commit(got.leases, [write])
 
 
-async def ours_concurrent(path: Path, sync: Sync, rounds: int) -> tuple[float, int]:
-    async with SqliteStorage(path, synchronous=sync) as storage:
+async def paired_sequential(d: Path, sync: Sync, n: int, *, alarm: bool) -> tuple[float, float]:
+    """Ours (one call at a time) and raw upserts, alternating chunks of ``CHUNK``; both /s."""
+    name = "alarm" if alarm else "seq"
+    raw = RawUpserts(d / f"raw-{name}.db", sync)
+    spent_ours = spent_raw = 0.0
+    async with SqliteStorage(d / f"{name}.db", synchronous=sync) as storage:
+        for i in range(WARM_OURS):
+            await one_call(storage, f"warm-{i}", alarm=alarm)
+        for first in range(0, n, CHUNK):
+            spent_raw += raw.chunk(CHUNK)
+            start = time.perf_counter()
+            for i in range(first, first + CHUNK):
+                await one_call(storage, f"seq-{i}", alarm=alarm)
+            spent_ours += time.perf_counter() - start
+    raw.close()
+    done = n // CHUNK * CHUNK
+    return done / spent_ours, done / spent_raw
 
-        async def caller(c: int) -> None:
-            for r in range(rounds):
+
+async def paired_concurrent(d: Path, sync: Sync, rounds: int) -> tuple[float, float, int]:
+    """64 callers, ``ROUNDS_CHUNK`` rounds at a time between raw chunks of as many upserts.
+
+    Rates per second (ours, raw) and the write transactions ours took for the timed calls.
+    """
+    raw = RawUpserts(d / "raw-conc.db", sync)
+    spent_ours = spent_raw = 0.0
+    async with SqliteStorage(d / "conc.db", synchronous=sync) as storage:
+
+        async def caller(c: int, first: int, count: int) -> None:
+            for r in range(first, first + count):
                 instance_id = f"c{c}-{r}"
                 got = await storage.acquire([instance_id], owner=f"w{c}", now=T0, ttl=TTL)
                 assert got is not None
                 write = InstanceWrite(instance_id=instance_id, puts={"state": VALUE})
                 await storage.commit(got.leases, [write])
 
-        start = time.perf_counter()
-        await asyncio.gather(*(caller(c) for c in range(64)))
-        elapsed = time.perf_counter() - start
-        transactions = storage.transactions_committed
-    return 64 * rounds / elapsed, transactions
+        await asyncio.gather(*(caller(c, -ROUNDS_CHUNK, ROUNDS_CHUNK) for c in range(64)))
+        before = storage.transactions_committed
+        for first in range(0, rounds, ROUNDS_CHUNK):
+            spent_raw += raw.chunk(64 * ROUNDS_CHUNK)
+            start = time.perf_counter()
+            await asyncio.gather(*(caller(c, first, ROUNDS_CHUNK) for c in range(64)))
+            spent_ours += time.perf_counter() - start
+        transactions = storage.transactions_committed - before
+    raw.close()
+    done = 64 * (rounds // ROUNDS_CHUNK * ROUNDS_CHUNK)
+    return done / spent_ours, done / spent_raw, transactions
 
 
 async def populate(storage: SqliteStorage, n: int, *, alarm_at: datetime, prefix: str) -> None:
@@ -287,53 +359,59 @@ async def memory_row(tmp: Path, idle: int) -> Row:
 
 async def run_sync(tmp: Path, sync: Sync, sizes: Sizes) -> list[Row]:
     """Every measurement ``sizes.repeats`` times, ours and raw interleaved; medians."""
-    runs: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    rates: dict[str, list[float]] = {}
     transactions = 0
     for rep in range(sizes.repeats):
         d = tmp / f"{sync}-{rep}"
         d.mkdir()
 
-        def note(name: str, value: float) -> None:
-            runs.setdefault(name, []).append(value)
+        def note(name: str, ours: float, raw: float) -> None:
+            rates.setdefault(name, []).append(ours)
+            rates.setdefault(f"{name}:raw", []).append(raw)
+            ratios.setdefault(name, []).append(ours / raw)
 
-        note("raw", raw_upserts(d / "raw-upsert.db", sync, sizes.sequential))
-        note("seq", await ours_sequential(d / "seq.db", sync, sizes.sequential, alarm=False))
-        note("seq+alarm", await ours_sequential(d / "alarm.db", sync, sizes.sequential, alarm=True))
-        rate, transactions = await ours_concurrent(d / "conc.db", sync, sizes.rounds_64)
-        note("conc", rate)
-        note("raw-fire", raw_fire_alarms(d / "raw-fire.db", sync, sizes.alarms))
-        note("fire", await ours_fire_alarms(d / "fire.db", sync, sizes.alarms, pipelined=False))
-        note("piped", await ours_fire_alarms(d / "piped.db", sync, sizes.alarms, pipelined=True))
-        note("raw-again", raw_upserts(d / "raw-upsert-2.db", sync, sizes.sequential))
-    raw_rate = statistics.median(runs["raw"] + runs["raw-again"])
-    seq, seq_alarm, conc = (statistics.median(runs[k]) for k in ("seq", "seq+alarm", "conc"))
-    raw_fire, fire, piped = (statistics.median(runs[k]) for k in ("raw-fire", "fire", "piped"))
-    commits = 64 * sizes.rounds_64
-    return [
-        _ratio_row("sequential", sync, seq, raw_rate, bar=0.70, unit="handler commits/s"),
-        _ratio_row(
-            "sequential+alarm (info)",
+        note("seq", *await paired_sequential(d, sync, sizes.sequential, alarm=False))
+        note("seq+alarm", *await paired_sequential(d, sync, sizes.sequential, alarm=True))
+        conc, conc_raw, transactions = await paired_concurrent(d, sync, sizes.rounds_64)
+        note("conc", conc, conc_raw)
+        raw_before = raw_fire_alarms(d / "raw-fire.db", sync, sizes.alarms)
+        fire = await ours_fire_alarms(d / "fire.db", sync, sizes.alarms, pipelined=False)
+        piped = await ours_fire_alarms(d / "piped.db", sync, sizes.alarms, pipelined=True)
+        raw_after = raw_fire_alarms(d / "raw-fire-2.db", sync, sizes.alarms)
+        note("fire", fire, (raw_before + raw_after) / 2)
+        note("piped", piped, (raw_before + raw_after) / 2)
+    commits = 64 * (sizes.rounds_64 // ROUNDS_CHUNK * ROUNDS_CHUNK)
+
+    def row(name: str, benchmark: str, **kwargs: Any) -> Row:
+        return _ratio_row(
+            benchmark,
             sync,
-            seq_alarm,
-            raw_rate,
+            statistics.median(rates[name]),
+            statistics.median(rates[f"{name}:raw"]),
+            ratio=statistics.median(ratios[name]),
+            **kwargs,
+        )
+
+    return [
+        row("seq", "sequential", bar=0.70, unit="handler commits/s"),
+        row(
+            "seq+alarm",
+            "sequential+alarm (info)",
             unit="handler commits/s",
             detail="the commit also sets an alarm: two rows against the raw loop's one",
         ),
-        _ratio_row(
+        row(
+            "conc",
             "concurrent-64",
-            sync,
-            conc,
-            raw_rate,
             bar=3.0,
             unit="handler commits/s",
             detail=f"{2 * commits} acquires+commits in {transactions} transactions",
         ),
-        _ratio_row("fire-alarms", sync, fire, raw_fire, bar=0.50, unit="alarms fired/s"),
-        _ratio_row(
+        row("fire", "fire-alarms", bar=0.50, unit="alarms fired/s"),
+        row(
+            "piped",
             "fire-alarms-pipelined (info)",
-            sync,
-            piped,
-            raw_fire,
             unit="alarms fired/s",
             detail="the next claim_due is queued with the commits and shares their transaction",
         ),
@@ -346,11 +424,13 @@ def _ratio_row(
     ours: float,
     raw: float,
     *,
+    ratio: float | None = None,
     bar: float = 0.0,
     unit: str,
     detail: str = "",
 ) -> Row:
-    ratio = ours / raw
+    """A row; ``ratio`` defaults to ours / raw (pass the median of paired ratios instead)."""
+    ratio = ours / raw if ratio is None else ratio
     return Row(
         benchmark=name,
         sync=sync,
@@ -386,6 +466,138 @@ def print_table(rows: list[Row]) -> None:
             print(f"  {row.benchmark} [{row.sync}]: {row.detail}")
 
 
+# -- profile ---------------------------------------------------------------------------------
+
+
+def _median_us(values: Sequence[float]) -> float:
+    return statistics.median(values) * 1e6
+
+
+async def call_breakdown(tmp: Path, sync: Sync, n: int) -> list[str]:
+    """Medians over ``n`` sequential calls (3 interleaved repeats) of each part's time."""
+    raw_txn: list[float] = []
+    acquire: list[float] = []
+    commit: list[float] = []
+    for rep in range(3):
+        d = tmp / f"profile-{sync}-{rep}"
+        d.mkdir()
+        raw = RawUpserts(d / "raw.db", sync)
+        async with SqliteStorage(d / "ours.db", synchronous=sync) as storage:
+            for i in range(WARM_OURS):
+                await one_call(storage, f"warm-{i}", alarm=False)
+            for first in range(0, n, CHUNK):
+                raw_txn.append(raw.chunk(CHUNK) / CHUNK)
+                for i in range(first, first + CHUNK):
+                    instance_id = f"seq-{i}"
+                    start = time.perf_counter()
+                    got = await storage.acquire([instance_id], owner="w", now=T0, ttl=TTL)
+                    acquired = time.perf_counter()
+                    assert got is not None
+                    write = InstanceWrite(instance_id=instance_id, puts={"state": VALUE})
+                    await storage.commit(got.leases, [write])
+                    committed = time.perf_counter()
+                    acquire.append(acquired - start)
+                    commit.append(committed - acquired)
+        raw.close()
+    total = [a + c for a, c in zip(acquire, commit, strict=True)]
+    raw_us, total_us = _median_us(raw_txn), _median_us(total)
+    return [
+        f"  {sync:6}  raw single-row upsert txn     {raw_us:8.1f} us",
+        f"  {sync:6}  acquire (as awaited)          {_median_us(acquire):8.1f} us",
+        f"  {sync:6}  commit (as awaited)           {_median_us(commit):8.1f} us",
+        f"  {sync:6}  sequential call               {total_us:8.1f} us"
+        f"  (ratio {raw_us / total_us:.2f})",
+    ]
+
+
+async def ticker_lateness(work: Callable[[], Awaitable[object]]) -> tuple[float, float, float]:
+    """p50, p99 and max lateness (ms) of a 1 ms ``asyncio.sleep`` ticker while ``work`` runs."""
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    done = False
+
+    async def tick() -> None:
+        while not done:
+            start = loop.time()
+            await asyncio.sleep(0.001)
+            late.append(loop.time() - start - 0.001)
+
+    ticker = asyncio.ensure_future(tick())
+    await asyncio.sleep(0.01)
+    late.clear()
+    try:
+        await work()
+    finally:
+        done = True
+        await ticker
+    late.sort()
+    return (
+        late[len(late) // 2] * 1e3,
+        late[int(len(late) * 0.99)] * 1e3,
+        late[-1] * 1e3,
+    )
+
+
+async def loop_lateness(tmp: Path, n: int) -> list[str]:
+    """How late other tasks run while ours work (transactions run inline when they can)."""
+    lines = []
+    async with (
+        SqliteStorage(tmp / "late-seq.db") as seq,
+        SqliteStorage(tmp / "late-conc.db") as conc,
+        SqliteStorage(tmp / "late-fire.db") as fire,
+    ):
+        await populate(fire, 10_000, alarm_at=T0 - timedelta(seconds=1), prefix="job-")
+        later = T0 + timedelta(hours=1)
+
+        async def idle() -> None:
+            await asyncio.sleep(0.5)
+
+        async def sequential() -> None:
+            for i in range(n):
+                await one_call(seq, f"seq-{i}", alarm=False)
+
+        async def concurrent() -> None:
+            async def caller(c: int) -> None:
+                for r in range(10):
+                    await one_call(conc, f"c{c}-{r}", alarm=False)
+
+            await asyncio.gather(*(caller(c) for c in range(64)))
+
+        async def fire_all() -> None:
+            while claimed := await fire.claim_due(now=T0, owner="w", ttl=TTL, limit=100):
+                await asyncio.gather(
+                    *(
+                        fire.commit(
+                            [c.lease], [InstanceWrite(instance_id=c.lease.instance_id, alarm=later)]
+                        )
+                        for c in claimed
+                    )
+                )
+
+        for name, work in (
+            ("idle loop", idle),
+            ("sequential (full)", sequential),
+            ("concurrent-64 (full)", concurrent),
+            ("fire-alarms (full)", fire_all),
+        ):
+            p50, p99, worst = await ticker_lateness(work)
+            lines.append(
+                f"  {name:22} p50 {p50:5.2f} ms   p99 {p99:5.2f} ms   max {worst:6.2f} ms"
+            )
+    return lines
+
+
+async def profile(n: int) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench_storage-profile-") as name:
+        tmp = Path(name)
+        lines = ["per sequential call, medians (us; lower is better):"]
+        for sync in ("full", "normal"):
+            lines.extend(await call_breakdown(tmp, sync, n))
+        lines.append("lateness of a 1 ms ticker on the same event loop:")
+        lines.extend(await loop_lateness(tmp, n))
+    return "\n".join(lines)
+
+
 async def main(quick: bool) -> None:
     sizes = (
         Sizes(sequential=500, rounds_64=10, alarms=10_000, idle=100_000, repeats=1)
@@ -416,9 +628,12 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sequential runs")
+    parser.add_argument("--profile", action="store_true", help="where a call's time goes")
     parser.add_argument("--rss-child", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         print(json.dumps(asyncio.run(rss_child(args.rss_child))))
+    elif args.profile:
+        print(asyncio.run(profile(1000)))
     else:
         asyncio.run(main(bool(args.quick)))

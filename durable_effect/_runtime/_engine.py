@@ -71,6 +71,7 @@ class Engine:
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.locks = LocalLocks()
+        self._renewal_timer = _RenewalTimer()
 
     # -- client calls --------------------------------------------------------------------
 
@@ -88,15 +89,31 @@ class Engine:
         re-raises a defect.
         """
         ids = [ref.instance_id for ref in refs]
-        async with self.locks.hold(ids):
+        if len(ids) == 1 and await self.locks.try_hold(ids[0]):
+            # Uncontended (the usual case): the same lock, without ``hold``'s waiting list.
             try:
-                acquired = await self._acquire(ids)
-            except StorageError as exc:
-                return Effect.fail(exc)
-            leases = list(acquired.leases)
-            hooks = _Hooks(self, leases)
-            txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
-            return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
+                return await self._call_held(refs, ids, handler, log_level)
+            finally:
+                self.locks.release(ids[0])
+        async with self.locks.hold(ids):
+            return await self._call_held(refs, ids, handler, log_level)
+
+    async def _call_held(
+        self,
+        refs: Sequence[InstanceRef],
+        ids: Sequence[str],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
+        log_level: int | None,
+    ) -> Effect[R, Err | StorageError]:
+        """``call`` once the in-process locks of ``ids`` are held."""
+        try:
+            acquired = await self._acquire(ids)
+        except StorageError as exc:
+            return Effect.fail(exc)
+        leases = list(acquired.leases)
+        hooks = _Hooks(self, leases)
+        txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
+        return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
 
     async def try_call(
         self,
@@ -372,10 +389,54 @@ def _is_success(effect: Effect[Any, Any]) -> bool:
     return bool(effect._op == 0)
 
 
+class _RenewalTimer:
+    """One event-loop timer for the renewals of every running handler of an engine.
+
+    A handler joins when it starts and leaves when it ends. The timer fires when the oldest
+    one has run for a third of the TTL, starts its renewal (a task that renews every third
+    of the TTL until the handler ends) and re-arms for the next oldest. Handlers that end
+    sooner, nearly all of them, cost a dict insert and delete instead of a timer each.
+    """
+
+    #: Start a renewal up to this much early rather than re-arm for a sliver (seconds).
+    _SLACK = 0.001
+
+    def __init__(self) -> None:
+        self._waiting: dict[_Renewal, float] = {}  # insertion (start) order: oldest first
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def join(self, renewal: _Renewal, due: float, loop: asyncio.AbstractEventLoop) -> None:
+        """``renewal`` starts at loop time ``due`` unless it leaves first."""
+        self._waiting[renewal] = due
+        if self._handle is None or self._loop is not loop:
+            self._loop = loop
+            self._handle = loop.call_at(due, self._fire)
+
+    def leave(self, renewal: _Renewal) -> None:
+        self._waiting.pop(renewal, None)
+
+    def _fire(self) -> None:
+        self._handle = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time() + self._SLACK
+        waiting = self._waiting
+        while waiting:
+            renewal, due = next(iter(waiting.items()))
+            if due > now:
+                self._handle = loop.call_at(due, self._fire)
+                return
+            del waiting[renewal]
+            renewal.start()
+
+
 class _Renewal:
     """Renews leases every third of their TTL while a handler runs (timer-driven, cheap).
 
-    Scheduling uses the event loop's timer; expiry instants come from the runtime clock.
+    Scheduling uses the event loop's timer (one per engine, `_RenewalTimer`); expiry
+    instants come from the runtime clock.
     """
 
     def __init__(self, engine: Engine, leases: list[Lease], hooks: _Hooks | None = None) -> None:
@@ -384,12 +445,9 @@ class _Renewal:
         self.hooks = hooks
         self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = loop.call_later(
-            engine.lease_ttl.total_seconds() / 3, self._start
-        )
+        engine._renewal_timer.join(self, loop.time() + engine.lease_ttl.total_seconds() / 3, loop)
 
-    def _start(self) -> None:
-        self._handle = None
+    def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:
@@ -413,8 +471,7 @@ class _Renewal:
             await asyncio.sleep(period)
 
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        self.engine._renewal_timer.leave(self)
         if self._task is not None:
             self._task.cancel()
 

@@ -1,46 +1,59 @@
 """Group commit for `SqliteStorage`: the write queue, where each transaction runs, the thread.
 
-Writes (``commit``, ``acquire``, ``extend``, ``release``, ``claim_due``) are queued as `Op` objects.
-The queue is dispatched on the event loop one turn after its first write arrived (so writes
-started in the same turn, like those of an ``asyncio.gather``, share a transaction), or as soon
-as the running transaction ends: while one runs, new writes wait, and then everything queued
-runs together in the next transaction. Every caller resumes only after the shared ``COMMIT``.
+Writes (``commit``, ``acquire``, ``extend``, ``release``, ``claim_due``) become `Op` objects.
+While a transaction runs, new writes queue; when it ends, everything queued runs together in
+the next transaction, and every caller resumes only after that shared ``COMMIT``. A write
+that finds the queue idle and the event loop with nothing else ready runs at once, in its
+caller; otherwise the queue is dispatched one turn after its first write arrived, so writes
+started in the same turn (an ``asyncio.gather``) share a transaction. No timer is involved.
 
-Every write transaction uses the one *writer* connection (so its page cache stays warm);
-where it runs depends on the batch:
+Every write transaction uses the one *writer* connection (its page cache stays warm). Where
+it runs:
 
-* **inline**, on the event loop — when no batch is running on the storage thread, the batch
-  is small (`INLINE_WEIGHT`) and it needs no fsync: lease-only batches under ``FULL``, any
-  batch under ``NORMAL`` (whose commits never fsync either). Such a transaction costs a few
-  tens of microseconds of CPU, less than the two thread hand-offs it saves, and the thread
-  would hold the GIL for most of it anyway. The writer is at rest then (``synchronous=OFF``,
-  no busy wait): if another process holds the write lock, ``BEGIN IMMEDIATE`` fails at once
-  and the batch goes to the thread instead.
-* on the **storage thread** — every other batch: a durable commit under ``FULL`` (its fsync
-  never blocks the loop), a large batch, a batch that found the file busy. For it the writer
-  waits up to the busy timeout and, for a durable commit under ``FULL``, syncs.
+* **inline**, on the event loop — when no batch is running on the storage thread and the
+  batch is small (`INLINE_WEIGHT`). The writer is at rest then: ``synchronous=OFF`` and no
+  busy wait; if another process holds the write lock, ``BEGIN IMMEDIATE`` fails at once and
+  the batch goes to the thread instead. That covers every batch that needs no fsync
+  (lease-only batches; any batch under ``NORMAL``, whose commits never fsync either), which
+  costs the loop a few tens of microseconds of CPU, less than the two thread hand-offs it
+  saves, and the thread would hold the GIL for most of it anyway. A durable batch under
+  ``FULL`` (``synchronous=FULL`` for that transaction) runs inline only when the loop has
+  nothing else ready, so blocking it on the fsync delays nobody who is waiting now, and
+  while durable commits have recently taken less than `INLINE_FSYNC_BUDGET`.
+* on the **storage thread** — every other batch: a durable commit under ``FULL`` while the
+  loop is busy (its fsync never blocks the loop, and the next batch gathers meanwhile), a
+  large batch, a batch that found the file busy. The writer waits up to the busy timeout
+  there, and syncs for a durable commit under ``FULL``.
 
-The writer never checkpoints: after enough writes a ``PASSIVE`` checkpoint is queued to the
-thread, which runs it on the *reader* connection (base settings, so it syncs the WAL before
-and the database file after). The WAL stays bounded and the database file is only ever
-written with syncing on. One fenced or failing write fails alone (`GroupCommit._transact`).
+The writer never checkpoints; the thread does, on the *reader* connection (base settings, so
+it syncs the WAL before and the database file after): the database file is only ever written
+with syncing on. See `GroupCommit._wrote`. Small reads run inline on the writer too
+(`GroupCommit.read`). One fenced or failing write fails alone (`GroupCommit._transact`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
+from durable_effect.storage._sqlite_ops import (
+    Op,
+    Txn,
+    Worker,
+    as_error,
+    post,
+    reading,
+    settle_error,
+    settle_ok,
+)
 
-__all__ = ["INLINE_WEIGHT", "GroupCommit", "Op", "Txn", "as_error", "reading"]
+__all__ = ["INLINE_FSYNC_BUDGET", "INLINE_WEIGHT", "GroupCommit"]
 
 T = TypeVar("T")
 
@@ -50,117 +63,10 @@ INLINE_WEIGHT: Final = 256
 #: threshold). A transaction is estimated at one frame plus one per eight rows: about two
 #: per acquire or single commit, which is what they write.
 _CHECKPOINT_FRAMES: Final = 1000
-#: A lone durable commit under FULL runs inline only while durable commits have recently
-#: taken less than this (an exponential average): the longest the loop may block on fsync.
+#: A durable batch under FULL runs inline only while durable batches have recently taken
+#: less than this (an exponential average, seconds): about the longest the loop may block on
+#: an fsync, and only when nothing else is ready on it.
 INLINE_FSYNC_BUDGET: Final = 0.001
-_IMMEDIATE = True
-
-
-class Txn:
-    """One write transaction: its connection and the store-wide generation counter."""
-
-    __slots__ = ("_next", "_start", "conn")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._start: int | None = None
-        self._next = 0
-
-    def next_generation(self, count: int = 1) -> int:
-        """The first of ``count`` fresh generations.
-
-        The first call reserves its generations in the counter (one statement); later calls
-        in the same transaction count on from there and ``flush`` writes the counter back.
-        """
-        if self._start is None:
-            rows = self.conn.execute(schema.RESERVE_GENERATIONS, (count,)).fetchall()
-            self._start = self._next = int(rows[0][0])
-            return self._next - count + 1
-        first = self._next + 1
-        self._next += count
-        return first
-
-    def flush(self) -> None:
-        if self._start is not None and self._next != self._start:
-            self.conn.execute(schema.SET_GENERATION, (self._next,))
-
-
-class Op(Generic[T]):
-    """One queued write: runs inside a transaction, then settles its caller's future."""
-
-    __slots__ = (
-        "_error",
-        "_has_value",
-        "_value",
-        "apply",
-        "durable",
-        "future",
-        "name",
-        "signals",
-        "weight",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        apply: Callable[[Txn], T],
-        future: asyncio.Future[T] | None = None,
-        *,
-        durable: bool,
-        signals: bool,
-        weight: int = 1,
-    ) -> None:
-        self.name = name
-        self.apply = apply
-        self.future = future
-        self.durable = durable
-        self.signals = signals
-        self.weight = weight
-        self._error: BaseException | None = None
-        self._has_value = False
-
-    @property
-    def failed(self) -> bool:
-        return self._error is not None
-
-    @property
-    def applied(self) -> bool:
-        return self._has_value
-
-    def outcome(self) -> T:
-        """The op's result, or its error raised (for an op run without a queue)."""
-        if self._error is not None:
-            raise self._error
-        if not self._has_value:
-            raise StorageError(operation=self.name, cause="not applied")
-        return self._value
-
-    def run(self, txn: Txn) -> None:
-        self._value = self.apply(txn)
-        self._has_value = True
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
-        self._has_value = False
-
-    def reset(self) -> None:
-        """Forget the outcome of a transaction that was rolled back."""
-        self._error = None
-        self._has_value = False
-
-    def settle(self) -> bool:
-        """Resolve the caller's future; whether a committed change should wake waiters."""
-        assert self.future is not None
-        if self.future.done():  # the caller was cancelled; the write may still be applied
-            return self._has_value and self.signals
-        if self._error is not None:
-            self.future.set_exception(self._error)
-            return False
-        if not self._has_value:
-            self.future.set_exception(StorageError(operation=self.name, cause="not applied"))
-            return False
-        self.future.set_result(self._value)
-        return self.signals
 
 
 class _Busy:
@@ -193,7 +99,7 @@ class GroupCommit:
         self._on_change = on_change
         self._full = synchronous == "full"
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._reader: sqlite3.Connection | None = None  # on the thread only
         self._writer: sqlite3.Connection | None = None  # on the loop while idle, else thread
         self._inline = False  # whether the writer may run inline (it is at rest)
@@ -211,7 +117,7 @@ class GroupCommit:
     async def start(self) -> None:
         """Start the thread and open both connections (migrating the schema)."""
         self._loop = asyncio.get_running_loop()
-        self._worker = _Worker(f"durable_effect-sqlite:{self.path}")
+        self._worker = Worker(f"durable_effect-sqlite:{self.path}")
         self._unchecked, self._checkpoint_due, self._checkpointing = 0, False, False
         try:
             await self.call(self._connect)
@@ -256,12 +162,40 @@ class GroupCommit:
             try:
                 value = fn()
             except BaseException as exc:
-                _post(loop, _fail, future, exc)
+                post(loop, settle_error, future, exc)
             else:
-                _post(loop, _succeed, future, value)
+                post(loop, settle_ok, future, value)
 
         worker.submit(job)
         return future
+
+    async def read(
+        self, operation: str, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False
+    ) -> T:
+        """``fn`` over a connection: inline on the writer when ``inline`` and the queue is
+        idle (a short read costs less than the thread hand-offs; the caller still yields
+        once), else on the thread with the reader. ``sqlite3`` errors become
+        ``StorageError``; a busy file sends an inline read to the thread.
+        """
+        conn = self._writer
+        if (
+            inline
+            and conn is not None
+            and self._inline
+            and not (self._in_flight or self._pending or self._dispatch_scheduled)
+        ):
+            try:
+                value = fn(conn)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if not schema.is_busy(exc):
+                    raise StorageError(operation=operation, cause=exc) from exc
+            else:
+                await asyncio.sleep(0)
+                return value
+        return await self.call(reading(operation, lambda: fn(self.reader())))
 
     async def write(self, op: Op[T]) -> T:
         """Run ``op`` in a transaction; its result once committed (or its error).
@@ -269,22 +203,20 @@ class GroupCommit:
         When nothing is queued or running and the loop has nothing else ready, an op that may
         run inline runs at once, in the caller, saving the trip through the queue; the caller
         still yields to the loop once afterwards, as a queued write would, so a loop of
-        writes never starves other tasks. Otherwise the op is queued.
+        writes never starves other tasks. Otherwise (or if the file was busy) it is queued.
         """
-        if (
-            _IMMEDIATE
-            and not (self._in_flight or self._pending or self._dispatch_scheduled)
-            and not self._checkpoint_due
-            and self._runs_inline([op])
-            and self._idle()
-            and not self._run_inline([op])
-        ):
+        if self._runs_now(op) and not self._run_inline([op]):
             if op.signals and op.applied:
                 self._on_change()
             await asyncio.sleep(0)
             return op.outcome()
         op.future = self._running_loop().create_future()
         return await self.submit(op)
+
+    def _runs_now(self, op: Op[Any]) -> bool:
+        if self._in_flight or self._pending or self._dispatch_scheduled or self._checkpoint_due:
+            return False
+        return self._runs_inline([op]) and self._idle()
 
     def submit(self, op: Op[T]) -> asyncio.Future[T]:
         """Queue ``op`` (with its future); the future resolves once its transaction ends."""
@@ -342,7 +274,7 @@ class GroupCommit:
                 for op in ops:
                     op.fail(as_error(op.name, exc))
             seconds = time.perf_counter() - started if durable else None
-            _post(loop, self._batch_done, ops, seconds)
+            post(loop, self._batch_done, ops, seconds)
 
         worker.submit(job)
 
@@ -385,7 +317,8 @@ class GroupCommit:
         if weight > INLINE_WEIGHT:
             return False
         if durable and self._full:
-            return self._fsync_cost < INLINE_FSYNC_BUDGET and self._idle()
+            cost = self._fsync_cost
+            return cost < INLINE_FSYNC_BUDGET and self._idle() and self._no_timer_within(cost)
         return True
 
     def _idle(self) -> bool:
@@ -397,18 +330,37 @@ class GroupCommit:
         ready = getattr(self._loop, "_ready", None)
         return ready is not None and len(ready) == 0
 
+    def _no_timer_within(self, seconds: float) -> bool:
+        """Whether no timer of the loop is due in the next ``seconds`` (asyncio's loops only;
+        a cancelled timer still counts)."""
+        loop = self._loop
+        scheduled = getattr(loop, "_scheduled", None)
+        if loop is None or scheduled is None:
+            return False
+        return not scheduled or scheduled[0].when() > loop.time() + seconds
+
     def _note_fsync(self, seconds: float) -> None:
         self._fsync_cost += (seconds - self._fsync_cost) / 4
 
     def _run_inline(self, ops: list[Op[Any]]) -> list[Op[Any]]:
-        """Run ``ops`` on the loop; the ops left for the thread (the file was busy)."""
+        """Run ``ops`` on the loop; the ops left for the thread (the file was busy).
+
+        A durable batch under ``FULL`` syncs for its transaction; if the writer cannot be
+        switched to syncing, the ops fail and nothing is written; if it cannot be switched
+        back, no batch runs inline any more (it would fsync on the loop every time).
+        """
         conn = self._writer
         assert conn is not None
         durable = self._full and any(op.durable for op in ops)
         started = time.perf_counter()
-        try:
-            if durable:
+        if durable:
+            try:
                 conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error as exc:
+                for op in ops:
+                    op.fail(StorageError(operation=op.name, cause=exc))
+                return []
+        try:
             left = self._transact(conn, ops, inline=True)
         except BaseException:  # KeyboardInterrupt and the like: leave the connection clean
             if conn.in_transaction:
@@ -420,7 +372,7 @@ class GroupCommit:
                 try:
                     conn.execute("PRAGMA synchronous = OFF")
                 except sqlite3.Error:
-                    self._inline = False  # it would fsync every inline transaction
+                    self._inline = False
         if durable:
             self._note_fsync(time.perf_counter() - started)
         if len(left) < len(ops):
@@ -449,7 +401,7 @@ class GroupCommit:
 
             def job() -> None:
                 self._checkpoint()
-                _post(loop, self._checkpointed)
+                post(loop, self._checkpointed)
 
             worker.submit(job)
 
@@ -460,7 +412,7 @@ class GroupCommit:
             self._dispatch_scheduled = True
             self._running_loop().call_soon(self._dispatch)
 
-    def _checkpoint_now(self, worker: _Worker) -> None:
+    def _checkpoint_now(self, worker: Worker) -> None:
         """The second step of a checkpoint: on the thread, with no write running."""
         self._checkpoint_due = False
         self._in_flight = True
@@ -468,7 +420,7 @@ class GroupCommit:
 
         def job() -> None:
             self._checkpoint()
-            _post(loop, self._batch_done, [])
+            post(loop, self._batch_done, [])
 
         worker.submit(job)
 
@@ -600,53 +552,3 @@ class GroupCommit:
         return None
 
 
-class _Worker:
-    """One daemon thread running jobs from a queue, in order."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-
-def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-        loop.call_soon_threadsafe(callback, *args)
-
-
-def _succeed(future: asyncio.Future[T], value: T) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def reading(operation: str, fn: Callable[[], T]) -> Callable[[], T]:
-    """``fn`` with ``sqlite3`` errors turned into ``StorageError``."""
-
-    def read() -> T:
-        try:
-            return fn()
-        except sqlite3.Error as exc:
-            raise StorageError(operation=operation, cause=exc) from exc
-
-    return read
-
-
-def as_error(operation: str, exc: BaseException) -> BaseException:
-    if isinstance(exc, LeaseLostError | StorageError | ValueError):
-        return exc
-    return StorageError(operation=operation, cause=exc)

@@ -108,11 +108,16 @@ PUT_ALARM: Final = (
     " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at"
 )
 DELETE_ALARM: Final = "DELETE FROM alarms WHERE instance_id = ?"
+#: Due, unleased alarms (oldest first, ties by id) with their records: one row per record
+#: (``key`` NULL for an instance without any), the rows of one instance together.
 CLAIM: Final = (
-    "SELECT a.instance_id, a.due_at FROM alarms AS a"
+    "WITH due AS (SELECT a.instance_id, a.due_at FROM alarms AS a"
     " LEFT JOIN leases AS l ON l.instance_id = a.instance_id"
     " WHERE a.due_at <= ? AND (l.expires_at IS NULL OR l.expires_at <= ?)"
-    " ORDER BY a.due_at, a.instance_id LIMIT ?"
+    " ORDER BY a.due_at, a.instance_id LIMIT ?)"
+    " SELECT due.instance_id, due.due_at, r.key, r.value FROM due"
+    " LEFT JOIN records AS r ON r.instance_id = due.instance_id"
+    " ORDER BY due.due_at, due.instance_id"
 )
 NEXT_ALARM: Final = "SELECT MIN(due_at) FROM alarms"
 
