@@ -59,6 +59,33 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
+def _read_side_file(side: Path, run_ids: set[str]) -> tuple[dict[tuple[str, str], set[str]], int]:
+    """The executions the side file records, and how many torn writes it holds.
+
+    A process killed inside ``write()`` can leave a partial line without its newline; that
+    execution never returned, so its token cannot have been committed. The next process's
+    append then lands on the same line, after the torn prefix: such a line still ends with
+    a whole record, which is kept.
+    """
+    executed: dict[tuple[str, str], set[str]] = defaultdict(set)
+    torn = 0
+    for line in side.read_text().splitlines():
+        parts = line.rsplit(":", 2)
+        if len(parts) != 3 or len(parts[2]) != 32:
+            torn += 1  # the torn tail of the file, or a torn line followed by another torn one
+            continue
+        rest, step_name, token = parts
+        if rest not in run_ids:
+            run_id = next((rid for rid in run_ids if rest.endswith(rid)), None)
+            if run_id is None:
+                torn += 1
+                continue
+            torn += 1  # a torn prefix glued to a whole record
+            rest = run_id
+        executed[(rest, step_name)].add(token)
+    return executed, torn
+
+
 async def test_sigkilled_workers_lose_nothing_and_commit_each_step_once(tmp_path: Path) -> None:
     started = time.monotonic()
     rng = random.Random(20260101)
@@ -91,17 +118,7 @@ async def test_sigkilled_workers_lose_nothing_and_commit_each_step_once(tmp_path
         finally:
             await _kill(proc)
 
-        executed: dict[tuple[str, str], set[str]] = defaultdict(set)
-        torn = 0
-        for line in side.read_text().splitlines():
-            parts = line.split(":")
-            if len(parts) != 3 or len(parts[2]) != 32:
-                # a process killed inside write(): that execution never returned, so its
-                # token cannot have been committed (checked below)
-                torn += 1
-                continue
-            run_id, step_name, token = parts
-            executed[(run_id, step_name)].add(token)
+        executed, torn = _read_side_file(side, set(run_ids))
 
         for rid in run_ids:
             run = await h.get_run(rid)
@@ -131,3 +148,13 @@ async def test_sigkilled_workers_lose_nothing_and_commit_each_step_once(tmp_path
         assert len(set(run_ids)) == RUNS
         assert len(executed) == RUNS * STEPS
         assert elapsed < 60
+
+
+def test_side_file_reader_keeps_a_record_glued_to_a_torn_write(tmp_path: Path) -> None:
+    rid, other = "1796121864655-000000d5d56af978", "1796121864656-000000d5d56af979"
+    token = "f" * 32
+    side = tmp_path / "side.log"
+    side.write_text(f"{rid}:s0:{'a' * 32}\n179612186{rid}:s1:{token}\n{other}:s0:{'b' * 5}")
+    executed, torn = _read_side_file(side, {rid, other})
+    assert executed == {(rid, "s0"): {"a" * 32}, (rid, "s1"): {token}}
+    assert torn == 2
