@@ -115,6 +115,8 @@ class _Sql:
         self.select_version = compose(q.SELECT_VERSION)
         self.set_version = compose(q.SET_VERSION)
         self.acquire = compose(q.ACQUIRE)
+        self.acquire_one = compose(q.ACQUIRE_ONE)
+        self.commit_one = compose(q.COMMIT_ONE)
         self.claim_due = compose(q.CLAIM_DUE)
         self.commit = compose(q.COMMIT)
         self.extend = compose(q.EXTEND)
@@ -321,11 +323,22 @@ class PostgresStorage(Storage):
         if not ids:
             return Acquired(leases=[], snapshots={})
 
-        async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(self._sql.acquire, (ids, owner, moment, expires_at))
-            return await cur.fetchall()
+        if len(ids) == 1:
+            (only,) = ids
 
-        rows = await self._run("acquire", work)
+            async def work_one(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+                params = (only, owner, moment, expires_at)
+                cur = await conn.execute(self._sql.acquire_one, params)
+                return [(only, *row) for row in await cur.fetchall()]
+
+            rows = await self._run("acquire", work_one)
+        else:
+
+            async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+                cur = await conn.execute(self._sql.acquire, (ids, owner, moment, expires_at))
+                return await cur.fetchall()
+
+            rows = await self._run("acquire", work)
         if not rows:
             return None
         found = group(rows)
@@ -408,6 +421,11 @@ class PostgresStorage(Storage):
         for lease in leases:
             if not storable(lease.instance_id) or not storable(lease.owner):
                 raise lease_lost(lease)
+        if len(leases) == 1 and not guards:
+            only = leases[0]
+            if all(write.instance_id == only.instance_id for write in writes):
+                await self._commit_one(only, Plan(writes), release)
+                return
         plan = Plan(writes)
         params = (
             [lease.instance_id for lease in leases],
@@ -437,6 +455,32 @@ class PostgresStorage(Storage):
         if lost is not None:
             raise lease_lost(leases[lost - 1])
         if plan.alarm_ids or release:
+            self._signal()
+
+    async def _commit_one(self, lease: Lease, plan: Plan, release: bool) -> None:
+        """``commit`` of one lease whose writes all go to its own instance, without guards."""
+        alarm_change = bool(plan.alarm_ids)
+        params = (
+            lease.instance_id,
+            lease.owner,
+            lease.generation,
+            bool(plan.purge_ids),
+            plan.delete_keys,
+            plan.put_keys,
+            plan.put_values,
+            alarm_change,
+            plan.alarm_ats[0] if alarm_change else None,
+            release,
+            self.notify_channel,
+        )
+
+        async def work(conn: AsyncConnection[TupleRow]) -> bool:
+            row = await (await conn.execute(self._sql.commit_one, params)).fetchone()
+            return bool(row is not None and row[0])
+
+        if await self._run("commit", work):
+            raise lease_lost(lease)
+        if alarm_change or release:
             self._signal()
 
     # -- alarms ----------------------------------------------------------------------------

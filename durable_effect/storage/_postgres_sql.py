@@ -5,8 +5,8 @@
 interpolated: values travel as parameters (``%s``). The templates therefore contain no other
 braces.
 
-Schema (version 2; see ``docs/postgres.md``; version 2 added commit guards to
-``commit_writes``):
+Schema (version 3; see ``docs/postgres.md``; version 2 added commit guards to
+``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -17,7 +17,8 @@ Schema (version 2; see ``docs/postgres.md``; version 2 added commit guards to
 * ``generations`` — the sequence every lease grant draws its generation from.
 * ``meta(key, value)`` — ``schema_version``.
 * Functions ``acquire`` (with its helper ``grant_leases``), ``claim_due`` and
-  ``commit_writes`` that do one operation each in a single round trip (PL/pgSQL: each
+  ``commit_writes`` — and ``acquire_one`` and ``commit_one``, the same for one instance
+  without the arrays — that do one operation each in a single round trip (PL/pgSQL: each
   statement inside sees the rows committed before it started, which a single SQL statement
   could not: its snapshot predates the row locks it waits for).
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 from typing import Final
 
 #: The version of the schema this library writes (``len(MIGRATIONS)``).
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
 MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
@@ -397,15 +398,115 @@ BEGIN
 END
 $fn$"""
 
+# Version 3: single-instance fast paths. Most operations lease, read and write one instance;
+# the general functions above pay for arrays, sorting and per-instance loops they do not need.
+# ``acquire_one`` is ``acquire`` of one id (the lease row is inserted or taken over in one
+# statement; a live lease answers "held"); ``commit_one`` is ``commit_writes`` of one lease
+# whose writes all go to that instance, without guards — the same locks in the same order
+# (record lock, alarm row, lease row), fencing and release folded into one statement.
+_V3_ACQUIRE_ONE: Final = """
+CREATE FUNCTION {schema}.acquire_one(
+    p_id text, p_owner text, p_now timestamptz, p_expires timestamptz
+) RETURNS TABLE (generation bigint, due_at timestamptz, key text, value bytea)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_gen bigint;
+BEGIN
+    INSERT INTO {schema}.leases AS l (instance_id, owner, generation, expires_at)
+    VALUES (p_id, p_owner, nextval('{schema}.generations'), p_expires)
+    ON CONFLICT (instance_id) DO UPDATE
+        SET owner = excluded.owner,
+            generation = excluded.generation,
+            expires_at = excluded.expires_at
+        WHERE l.expires_at <= p_now
+    RETURNING l.generation INTO v_gen;
+    IF v_gen IS NULL THEN
+        RETURN;  -- held
+    END IF;
+    -- A new statement, so a commit that held this lease until now is visible.
+    RETURN QUERY
+        SELECT v_gen, a.due_at, r.key, r.value
+        FROM (SELECT p_id AS id) AS u
+        LEFT JOIN {schema}.alarms AS a ON a.instance_id = u.id
+        LEFT JOIN {schema}.records AS r ON r.instance_id = u.id;
+END
+$fn$"""
+
+_V3_COMMIT_ONE: Final = """
+CREATE FUNCTION {schema}.commit_one(
+    p_id text, p_owner text, p_generation bigint,
+    p_purge boolean, p_delete_keys text[], p_put_keys text[], p_put_values bytea[],
+    p_alarm_change boolean, p_alarm_at timestamptz,
+    p_release boolean, p_channel text
+) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_purge OR cardinality(p_delete_keys) > 0 OR cardinality(p_put_keys) > 0 THEN
+        PERFORM pg_advisory_xact_lock(1685418593, hashtext(p_id));
+    END IF;
+    IF p_alarm_change THEN
+        PERFORM 1 FROM {schema}.alarms AS a WHERE a.instance_id = p_id FOR UPDATE;
+    END IF;
+    IF p_release THEN
+        DELETE FROM {schema}.leases AS l
+        WHERE l.instance_id = p_id AND l.owner = p_owner AND l.generation = p_generation;
+    ELSE
+        PERFORM 1 FROM {schema}.leases AS l
+        WHERE l.instance_id = p_id AND l.owner = p_owner AND l.generation = p_generation
+        FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN true;  -- fenced: nothing written
+    END IF;
+    IF p_purge THEN
+        DELETE FROM {schema}.records AS r WHERE r.instance_id = p_id;
+    END IF;
+    IF cardinality(p_delete_keys) > 0 THEN
+        DELETE FROM {schema}.records AS r
+        WHERE r.instance_id = p_id AND r.key = ANY (p_delete_keys);
+    END IF;
+    IF cardinality(p_put_keys) > 0 THEN
+        INSERT INTO {schema}.records AS r (instance_id, key, value)
+        SELECT p_id, p.key, p.value FROM unnest(p_put_keys, p_put_values) AS p(key, value)
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value;
+    END IF;
+    IF p_alarm_change THEN
+        IF p_alarm_at IS NULL THEN
+            DELETE FROM {schema}.alarms AS a WHERE a.instance_id = p_id;
+        ELSE
+            INSERT INTO {schema}.alarms AS a (instance_id, due_at) VALUES (p_id, p_alarm_at)
+            ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at
+                WHERE a.due_at IS DISTINCT FROM excluded.due_at;
+        END IF;
+    END IF;
+    IF p_alarm_change OR p_release THEN
+        PERFORM pg_notify(p_channel, '');
+    END IF;
+    RETURN false;
+END
+$fn$"""
+
 #: Statements of each schema version, applied in order (index 0 makes version 1).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
     (_V2_DROP_COMMIT, _V2_COMMIT),
+    (_V3_ACQUIRE_ONE, _V3_COMMIT_ONE),
 )
 
 # -- operations ------------------------------------------------------------------------------
 
 ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s)"
+
+ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%s::text, %s::text, %s, %s)"
+
+COMMIT_ONE: Final = """
+SELECT {schema}.commit_one(
+    %s::text, %s::text, %s::bigint,
+    %s::boolean, %s::text[], %s::text[], %s::bytea[],
+    %s::boolean, %s::timestamptz,
+    %s::boolean, %s::text
+)"""
 
 CLAIM_DUE: Final = "SELECT * FROM {schema}.claim_due(%s, %s::text, %s, %s::integer)"
 

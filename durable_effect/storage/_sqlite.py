@@ -332,9 +332,7 @@ class SqliteStorage(Storage):
         def apply(txn: Txn) -> Sequence[Claimed]:
             conn = txn.conn
             due: list[tuple[str, int, dict[str, bytes]]] = []
-            for instance_id, at, key, value in conn.execute(
-                schema.CLAIM, (now_us, now_us, limit)
-            ):
+            for instance_id, at, key, value in conn.execute(schema.CLAIM, (now_us, now_us, limit)):
                 if not due or due[-1][0] != instance_id:
                     due.append((instance_id, at, {}))
                 if key is not None:

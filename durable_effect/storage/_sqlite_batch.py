@@ -550,5 +550,3 @@ class GroupCommit:
             return None
         self.transactions_committed += 1
         return None
-
-
