@@ -5,11 +5,14 @@ Usage: ``python benchmarks/bench_postgres.py [--quick]``. Starts a throwaway ser
 prints a table and writes ``benchmarks/results/bench_postgres.json``. Every measurement has
 its baseline measured in the same run, on the same server, each in a fresh database:
 
-1. ``commits``: one handler at a time, on one caller — ``acquire`` then ``commit`` (one
-   100-byte record, lease released) through the `PostgresStorage` port, a Task ``send`` and
-   a Continuous ``trigger`` through the client (64 instances, each call updates one) —
+1. ``commits``: one handler at a time, on one caller — through the `PostgresStorage` port
+   a ``commit`` of one 100-byte record under a lease held throughout (what a handler's
+   commit costs once the runtime keeps the lease between calls) and ``acquire`` then
+   ``commit`` with the lease released (a call without a kept lease); through the client a
+   Task ``send`` and a Continuous ``trigger`` (64 instances, each call updates one; the
+   runtime keeps leases between calls, ``lease_linger``) —
    against single-row upserts (``INSERT … ON CONFLICT DO UPDATE``, 64 keys) in autocommit on
-   one async psycopg connection. Rounds are interleaved (raw, port, task, continuous, …) so
+   one async psycopg connection. Rounds are interleaved (raw, held, port, task, continuous, …) so
    that disk drift hits all alike; rates and ratios are medians over the rounds. Bar: ≥ 0.70
    of the raw rate.
 2. ``claim-and-fire``: N Task instances with an alarm due, fired by 1 and by 4 worker
@@ -57,7 +60,7 @@ from durable_effect import Continuous, Effect, Gen, Task, ValidationError, creat
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import ContinuousContext
 from durable_effect.jobs._task_context import TaskContext, TaskEventContext
-from durable_effect.storage import InstanceWrite
+from durable_effect.storage import InstanceWrite, Lease
 from durable_effect.storage._postgres import PostgresStorage
 from durable_effect.workflow import Step, Workflow, WorkflowDefinition
 
@@ -217,9 +220,26 @@ async def port_commits(storage: PostgresStorage, count: int, start: int) -> floa
     return count / (time.perf_counter() - began)
 
 
+async def held_commits(
+    storage: PostgresStorage, leases: list[Lease], count: int, start: int
+) -> float:
+    began = time.perf_counter()
+    for i in range(start, start + count):
+        lease = leases[i % KEYS]
+        write = InstanceWrite(instance_id=lease.instance_id, puts={"v": VALUE})
+        await storage.commit([lease], [write], release=False)
+    return count / (time.perf_counter() - began)
+
+
 async def bench_commits(server: Server, sizes: Sizes) -> list[Row]:
     url = server.database("commits")
-    rates: dict[str, list[float]] = {"raw": [], "port": [], "task": [], "continuous": []}
+    rates: dict[str, list[float]] = {
+        "raw": [],
+        "held": [],
+        "port": [],
+        "task": [],
+        "continuous": [],
+    }
     async with (
         await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
         PostgresStorage(url, max_size=2, schema="port") as port,
@@ -228,6 +248,13 @@ async def bench_commits(server: Server, sizes: Sizes) -> list[Row]:
         ) as jobs,
     ):
         await conn.execute("CREATE TABLE raw_kv (k text PRIMARY KEY, v bytea)")
+        held: list[Lease] = []
+        for k in range(KEYS):
+            got = await port.acquire(
+                [f"held:{k}"], owner="bench", now=datetime.now(UTC), ttl=timedelta(days=1)
+            )
+            assert got is not None
+            held.extend(got.leases)
         task = jobs.client.task("bump")
         tick = jobs.client.continuous("tick")
         for k in range(KEYS):
@@ -247,6 +274,7 @@ async def bench_commits(server: Server, sizes: Sizes) -> list[Row]:
 
         sides: dict[str, Callable[[int, int], Awaitable[float]]] = {
             "raw": lambda n, s: raw_upserts(conn, n, s),
+            "held": lambda n, s: held_commits(port, held, n, s),
             "port": lambda n, s: port_commits(port, n, s),
             "task": task_sends,
             "continuous": continuous_triggers,
@@ -259,6 +287,7 @@ async def bench_commits(server: Server, sizes: Sizes) -> list[Row]:
     raw = statistics.median(rates["raw"])
     rows = []
     labels = {
+        "held": "storage commit (lease held)",
         "port": "storage acquire + commit",
         "task": "Task send (client)",
         "continuous": "Continuous trigger (client)",

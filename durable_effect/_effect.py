@@ -810,7 +810,6 @@ def _never() -> NoReturn:  # pragma: no cover
     raise AssertionError("unreachable")
 
 
-
 def async_effect(thunk: Callable[[], Awaitable[Effect[T, ErrT]]]) -> Effect[T, ErrT]:
     """An effect that, when run, awaits ``thunk()`` and continues with the effect it gives.
 

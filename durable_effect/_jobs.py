@@ -85,10 +85,11 @@ class DurableJobs:
                 self._opened = True
 
     async def aclose(self) -> None:
-        """Flush trackers and close storage."""
+        """Flush trackers, release the leases the engine keeps, and close storage."""
         for tracker in self.bus.trackers:
             await tracker.aclose()
         if self._opened:
+            await self.engine.close()
             await self.storage.close()
             self._opened = False
 

@@ -107,12 +107,7 @@ class Worker:
         fired = 0
         try:
             while True:
-                claimed = await self._engine.storage.claim_due(
-                    now=self._engine.clock.now(),
-                    owner=self._engine.owner,
-                    ttl=self._engine.lease_ttl,
-                    limit=self.concurrency,
-                )
+                claimed = await self._engine.claim_due(limit=self.concurrency)
                 if not claimed:
                     break
                 results = await asyncio.gather(*(self._engine.fire(c) for c in claimed))
@@ -135,12 +130,7 @@ class Worker:
         if free <= 0:
             return False
         try:
-            claimed = await self._engine.storage.claim_due(
-                now=self._engine.clock.now(),
-                owner=self._engine.owner,
-                ttl=self._engine.lease_ttl,
-                limit=free,
-            )
+            claimed = await self._engine.claim_due(limit=free)
         except StorageError as exc:
             await self._report_and_back_off("claim_due", exc)
             return None
@@ -194,4 +184,3 @@ class Worker:
         self._engine.bus.publish([event])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay.total_seconds())
-

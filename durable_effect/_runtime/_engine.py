@@ -9,7 +9,8 @@
    the lease is renewed while it runs;
 4. success → one ``commit`` of every buffered write, releasing the leases (fenced: a
    handler whose lease was taken over commits nothing); failure → the leases are released
-   and nothing is written;
+   and nothing is written. A handler that already released its leases in a last checkpoint
+   (``TxHooks.checkpoint(..., release=True)``, a workflow run's end) costs nothing more;
 5. the handler's telemetry events are published (those of failed calls too).
 
 The engine reads time only from its ``Clock``.
@@ -27,6 +28,7 @@ from durable_effect import _clock, _log
 from durable_effect._effect import Effect, Exit, exit_to_effect, run_exit
 from durable_effect._events import Event
 from durable_effect._runtime._bus import EventBus
+from durable_effect._runtime._kept import KeptLeases
 from durable_effect._runtime._locks import LocalLocks
 from durable_effect._runtime._registry import Registry
 from durable_effect.errors import LeaseLostError, StorageError
@@ -72,6 +74,9 @@ class Engine:
         self.lease_ttl = lease_ttl
         self.locks = LocalLocks()
         self._renewal_timer = _RenewalTimer()
+        self.kept = KeptLeases(storage.lease_linger, lease_ttl, self._release_quietly)
+        if self.kept.enabled:
+            storage.add_wanted_listener(self.kept.wanted)
 
     # -- client calls --------------------------------------------------------------------
 
@@ -106,14 +111,23 @@ class Engine:
         log_level: int | None,
     ) -> Effect[R, Err | StorageError]:
         """``call`` once the in-process locks of ``ids`` are held."""
-        try:
-            acquired = await self._acquire(ids)
-        except StorageError as exc:
-            return Effect.fail(exc)
-        leases = list(acquired.leases)
+        single = len(ids) == 1
+        kept = await self.kept.take(ids[0], self.clock.now()) if single and self.kept else None
+        if kept is not None:
+            leases = [kept[0]]
+            snapshots: Mapping[str, InstanceSnapshot] = {ids[0]: kept[1]}
+        else:
+            try:
+                acquired = await self._acquire(ids)
+            except StorageError as exc:
+                return Effect.fail(exc)
+            leases = list(acquired.leases)
+            snapshots = acquired.snapshots
         hooks = _Hooks(self, leases)
-        txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
-        return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
+        txs = [self._tx(ref, snapshots[ref.instance_id], hooks) for ref in refs]
+        return await self._run_and_settle(
+            refs[0], leases, txs, handler, log_level, hooks=hooks, keep=single
+        )
 
     async def try_call(
         self,
@@ -131,6 +145,7 @@ class Engine:
         if any(self.locks.busy(iid) for iid in ids):
             return None
         async with self.locks.hold(ids):
+            await self.kept.drop(ids)
             try:
                 acquired = await self.storage.acquire(
                     ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
@@ -154,6 +169,18 @@ class Engine:
         return self._tx(ref, snapshots[ref.instance_id])
 
     # -- alarms --------------------------------------------------------------------------
+
+    async def claim_due(self, *, limit: int) -> Sequence[Claimed]:
+        """``Storage.claim_due`` at the clock's now, once kept leases of due alarms are released."""
+        now = self.clock.now()
+        await self.kept.release_due(now)
+        return await self.storage.claim_due(
+            now=now, owner=self.owner, ttl=self.lease_ttl, limit=limit
+        )
+
+    async def close(self) -> None:
+        """Release the leases kept between calls (before the storage closes)."""
+        await self.kept.close()
 
     async def fire(self, claimed: Claimed) -> bool:
         """Run the alarm handler of a claimed instance. False if it was skipped.
@@ -223,6 +250,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
+            await self.kept.drop(ids)  # ours, kept since a call: released, not waited for
             acquired = await self.storage.acquire(
                 ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
             )
@@ -246,7 +274,13 @@ class Engine:
         log_level: int | None,
         *,
         hooks: _Hooks | None = None,
+        keep: bool = False,
     ) -> Effect[R, Err | StorageError]:
+        """Run the handler, then commit (success) or release (failure) — see the module doc.
+
+        ``keep``: a client call on one instance; its lease may be kept after the commit
+        (``KeptLeases.may_keep``) instead of released.
+        """
         annotations = {
             "job_type": ref.job_type,
             "job_name": ref.job_name,
@@ -264,22 +298,44 @@ class Engine:
         finally:
             renewal.stop()
         events: list[Event] = [event for tx in txs for event in tx.events]
+        # A last checkpoint released the leases (it was fenced: it proved them current).
+        released = hooks is not None and hooks.released
         try:
             if exit_.kind == 0:
                 writes = [w for tx in txs if (w := tx.to_write()) is not None]
                 current = renewal.leases
+                if released and not writes:
+                    return exit_to_effect(exit_)
                 # Even with nothing left to write (a workflow checkpointed everything) the
                 # commit checks the fence: a handler whose lease was taken over must not
-                # report success. Backends make a lease-only commit cheap (no fsync).
+                # report success. Backends make a lease-only commit cheap (no fsync). (Writes
+                # after a releasing checkpoint are refused here: those leases are gone.)
+                tx = txs[0]
+                keep_it = (
+                    keep
+                    and len(current) == 1
+                    and self.kept.may_keep(
+                        current[0], self.clock.now(), exists=tx.exists, alarm_at=tx.alarm_at
+                    )
+                )
                 try:
-                    await self.storage.commit(current, writes, release=True)
+                    await self.storage.commit(current, writes, release=not keep_it)
+                    if keep_it:
+                        self.kept.keep(
+                            current[0],
+                            InstanceSnapshot(
+                                instance_id=tx.instance_id,
+                                records=tx.records(),
+                                alarm_at=tx.alarm_at,
+                            ),
+                        )
                 except LeaseLostError as exc:
                     await self._release_quietly(current)  # the leases that were not lost
                     return Effect.fail(StorageError(operation="commit", cause=exc))
                 except StorageError as exc:
                     await self._release_quietly(current)
                     return Effect.fail(exc)
-            else:
+            elif not released:
                 await self._release_quietly(renewal.leases)
         finally:
             self.bus.publish(events)
@@ -304,13 +360,14 @@ class _Hooks:
     """``TxHooks`` for one handler: checkpoints under the handler's (renewed) leases.
 
     ``leases`` is the same list the renewal updates in place, so checkpoints always use
-    the current generation.
+    the current generation. ``released``: a checkpoint released them (the handler's last).
     """
 
     def __init__(self, engine: Engine, leases: list[Lease]) -> None:
         self._engine = engine
         self._leases = leases
         self._renewed: list[Callable[[Lease], Event | None]] = []
+        self.released = False
 
     def _publish(self, tx: InstanceTx) -> None:
         """Deliver the events buffered so far (a checkpoint made them true)."""
@@ -319,15 +376,21 @@ class _Hooks:
         self._engine.bus.publish(events)
 
     async def checkpoint(
-        self, tx: InstanceTx, *, unless_present: Sequence[tuple[str, str]] = ()
+        self,
+        tx: InstanceTx,
+        *,
+        unless_present: Sequence[tuple[str, str]] = (),
+        release: bool = False,
     ) -> None:
         write = tx.to_write()
-        if write is not None or unless_present:
+        if write is not None or unless_present or release:
             writes = [] if write is None else [write]
             await self._engine.storage.commit(
-                self._leases, writes, release=False, unless_present=unless_present
+                self._leases, writes, release=release, unless_present=unless_present
             )
             tx.rebase()
+            if release:
+                self.released = True
         self._publish(tx)
 
     def lease_of(self, instance_id: str) -> Lease | None:

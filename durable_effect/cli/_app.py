@@ -43,8 +43,7 @@ def load_app(spec: str, storage: str | None = None) -> DurableJobs:
         target = target()
     if not isinstance(target, DurableJobs):
         raise CliError(
-            f"{spec} is a {type(target).__name__}, not a DurableJobs "
-            "(made by create_durable_jobs)",
+            f"{spec} is a {type(target).__name__}, not a DurableJobs (made by create_durable_jobs)",
             2,
         )
     if storage is None:

@@ -143,9 +143,6 @@ def build_demo_jobs(db: str) -> DurableJobs:
     return create_durable_jobs(definitions, storage=f"sqlite:///{db}")
 
 
-
-
-
 # -- the live run ----------------------------------------------------------------------------
 
 

@@ -183,9 +183,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         )
         if retry_at is None:
             tx.emit(
-                JobRetryExhausted(
-                    **event_fields(tx), attempts=batch.attempt, reason=info.message
-                )
+                JobRetryExhausted(**event_fields(tx), attempts=batch.attempt, reason=info.message)
             )
             close_batch(tx)
             return False

@@ -18,7 +18,7 @@ from durable_effect._events import Event
 from durable_effect.errors import ValidationError
 from durable_effect.storage._port import KEEP, AlarmChange, InstanceSnapshot, InstanceWrite, Keep
 
-__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "TxHooks", "validate_id"]
+__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "Savepoint", "TxHooks", "validate_id"]
 
 T = TypeVar("T")
 
@@ -83,7 +83,9 @@ class InstanceRef:
 
 
 @attrs.define(slots=True)
-class _Savepoint:
+class Savepoint:
+    """The buffered state of an ``InstanceTx`` at one moment (``savepoint``/``rollback``)."""
+
     records: dict[str, bytes | None]
     purged: bool
     alarm: AlarmChange
@@ -93,14 +95,22 @@ class TxHooks(Protocol):
     """What the runtime offers a long handler (workflows) beyond one final commit."""
 
     async def checkpoint(
-        self, tx: InstanceTx, *, unless_present: Sequence[tuple[str, str]] = ()
+        self,
+        tx: InstanceTx,
+        *,
+        unless_present: Sequence[tuple[str, str]] = (),
+        release: bool = False,
     ) -> None:
         """Commit ``tx``'s buffered writes now, keeping the lease (fenced).
 
         ``unless_present`` guards the commit (see ``Storage.commit``): when one of those
         records ``(instance_id, key)`` exists, nothing is committed and ``GuardFailed`` is
-        raised (``tx`` keeps its buffered writes). With a guard the check is made even when
-        nothing is buffered.
+        raised (``tx`` keeps its buffered writes, and the lease). With a guard the check is
+        made even when nothing is buffered.
+
+        ``release``: the handler's last checkpoint — the same commit releases the handler's
+        leases, so the handler's end costs no further storage call. The handler must write
+        nothing after it (a later write is refused: the leases are gone).
         """
         ...
 
@@ -198,11 +208,11 @@ class InstanceTx:
 
     # -- savepoints ----------------------------------------------------------------------
 
-    def savepoint(self) -> _Savepoint:
+    def savepoint(self) -> Savepoint:
         """Remember the buffered state, to discard later writes with ``rollback``."""
-        return _Savepoint(dict(self._changes), self._purged, self._alarm)
+        return Savepoint(dict(self._changes), self._purged, self._alarm)
 
-    def rollback(self, point: _Savepoint) -> None:
+    def rollback(self, point: Savepoint) -> None:
         """Discard every write made since ``point`` (events are kept)."""
         self._changes = dict(point.records)
         self._purged = point.purged

@@ -35,7 +35,7 @@ contract suite that checks them):
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
@@ -152,6 +152,20 @@ class Storage(abc.ABC):
 
     #: The URL scheme this backend serves (``memory``, ``sqlite``, ``postgresql``).
     scheme: str = ""
+
+    #: Seconds the runtime may keep a lease after a client call on one instance, so that
+    #: the next call there within that time skips ``acquire`` (``0``: release at once). A
+    #: hint for backends whose round trip costs more than the work: PostgreSQL. See
+    #: ``durable_effect._runtime._kept`` for why that is safe and what it costs others.
+    lease_linger: float = 0.0
+
+    def add_wanted_listener(self, listener: Callable[[str], None]) -> None:  # noqa: B027
+        """Call ``listener(instance_id)`` when an ``acquire`` of that instance found it held.
+
+        The signal lets a runtime that keeps leases between calls (``lease_linger``) give one
+        up as soon as another process waits for it. Backends with ``lease_linger == 0`` need
+        not signal anything (the default does nothing).
+        """
 
     @abc.abstractmethod
     async def open(self) -> None:

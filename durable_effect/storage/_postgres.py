@@ -136,6 +136,11 @@ class PostgresStorage(Storage):
     ``max_size`` bound the pool; ``timeout`` is how long an operation waits for a pooled
     connection (and ``open`` for the server) before failing with `StorageError`.
 
+    ``lease_linger`` (seconds, ``0`` to turn it off) lets the runtime keep a lease for that
+    long after a client call on one instance: another call there from the same process
+    meanwhile is one round trip (the commit) instead of two. Another process's call on that
+    instance waits as long at most; alarms are not delayed (see ``docs/postgres.md``).
+
     ``wait_for_change`` wakes on ``NOTIFY`` from every process using the same database,
     schema and ``notify_channel``; the listener reconnects by itself when the server comes
     back. The object is used from one asyncio event loop. Nothing connects before ``open``:
@@ -155,6 +160,7 @@ class PostgresStorage(Storage):
         schema: str = "durable_effect",
         notify_channel: str = "durable_effect",
         timeout: float = 5.0,
+        lease_linger: float = 0.25,
     ) -> None:
         _require_driver()
         from psycopg import ProgrammingError
@@ -172,6 +178,8 @@ class PostgresStorage(Storage):
                 )
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
+        if not 0 <= lease_linger <= 10:
+            raise ValueError(f"lease_linger must be between 0 and 10 seconds, got {lease_linger!r}")
         try:
             params = conninfo_to_dict(url)
         except ProgrammingError as exc:
@@ -183,6 +191,7 @@ class PostgresStorage(Storage):
         self.min_size: Final = min_size
         self.max_size: Final = max_size
         self.timeout: Final = timeout
+        self.lease_linger = lease_linger
         self._conninfo = make_conninfo("", **params)
         listener_params = {**_LISTENER_DEFAULTS, **params}
         listener_params["application_name"] = f"{params['application_name']}-listener"
@@ -194,6 +203,7 @@ class PostgresStorage(Storage):
         self._checker: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
         self._lifecycle: asyncio.Lock | None = None
+        self._wanted_listeners: list[Callable[[str], None]] = []
 
     def __repr__(self) -> str:
         return f"PostgresStorage({redact(self.url)!r}, schema={self.schema!r})"
@@ -327,7 +337,7 @@ class PostgresStorage(Storage):
             (only,) = ids
 
             async def work_one(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
-                params = (only, owner, moment, expires_at)
+                params = (only, owner, moment, expires_at, self.notify_channel)
                 cur = await conn.execute(self._sql.acquire_one, params)
                 return [(only, *row) for row in await cur.fetchall()]
 
@@ -670,8 +680,10 @@ class PostgresStorage(Storage):
                 self._listener = conn
                 self._signal()  # notifications sent while we were away are lost: re-read
             try:
-                async for _ in conn.notifies():
+                async for notice in conn.notifies():
                     self._signal()
+                    if notice.payload.startswith(q.WANT_PREFIX):
+                        self._wanted(notice.payload[len(q.WANT_PREFIX) :])
             except Exception as exc:  # the link dropped (or anything else): start over
                 _log.warning("lost the LISTEN connection (%s); reconnecting", exc)
             self._listener = None
@@ -681,6 +693,17 @@ class PostgresStorage(Storage):
     def _signal(self) -> None:
         if self._changed is not None:
             self._changed.set()
+
+    def add_wanted_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(instance_id)`` when a process (this one too) found its lease held."""
+        self._wanted_listeners.append(listener)
+
+    def _wanted(self, instance_id: str) -> None:
+        for listener in self._wanted_listeners:
+            try:
+                listener(instance_id)
+            except Exception:  # pragma: no cover - the engine's listener does not raise
+                _log.exception("lease-wanted listener failed")
 
 
 def _guard_key(key: str) -> str:

@@ -401,12 +401,13 @@ $fn$"""
 # Version 3: single-instance fast paths. Most operations lease, read and write one instance;
 # the general functions above pay for arrays, sorting and per-instance loops they do not need.
 # ``acquire_one`` is ``acquire`` of one id (the lease row is inserted or taken over in one
-# statement; a live lease answers "held"); ``commit_one`` is ``commit_writes`` of one lease
+# statement; a live lease answers "held" and notifies ``want:<id>``, so that a process
+# keeping that lease between calls lets it go); ``commit_one`` is ``commit_writes`` of one lease
 # whose writes all go to that instance, without guards — the same locks in the same order
 # (record lock, alarm row, lease row), fencing and release folded into one statement.
 _V3_ACQUIRE_ONE: Final = """
 CREATE FUNCTION {schema}.acquire_one(
-    p_id text, p_owner text, p_now timestamptz, p_expires timestamptz
+    p_id text, p_owner text, p_now timestamptz, p_expires timestamptz, p_channel text
 ) RETURNS TABLE (generation bigint, due_at timestamptz, key text, value bytea)
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
@@ -422,6 +423,7 @@ BEGIN
         WHERE l.expires_at <= p_now
     RETURNING l.generation INTO v_gen;
     IF v_gen IS NULL THEN
+        PERFORM pg_notify(p_channel, 'want:' || p_id);
         RETURN;  -- held
     END IF;
     -- A new statement, so a commit that held this lease until now is visible.
@@ -498,7 +500,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 
 ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s)"
 
-ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%s::text, %s::text, %s, %s)"
+ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%s::text, %s::text, %s, %s, %s::text)"
+
+#: The payload prefix of the notification ``acquire_one`` sends when a lease is held.
+WANT_PREFIX: Final = "want:"
 
 COMMIT_ONE: Final = """
 SELECT {schema}.commit_one(

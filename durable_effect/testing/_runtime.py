@@ -239,9 +239,7 @@ class TestRuntime:
             free = self._worker.concurrency - len(self._handlers)
             claimed: Sequence[Claimed] = ()
             if free > 0:
-                claimed = await engine.storage.claim_due(
-                    now=self.clock.now(), owner=engine.owner, ttl=engine.lease_ttl, limit=free
-                )
+                claimed = await engine.claim_due(limit=free)
             batch = [self._start(c) for c in claimed]
             await self._quiesce()
             if self._fired - first > max_alarms:

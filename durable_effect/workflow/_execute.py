@@ -6,15 +6,20 @@ alarm stays due and the instance stays leased (the runtime renews the lease), so
 worker dies the alarm is claimed again once the lease expires and the run resumes after its
 last committed step. One execution:
 
-1. a cancel already requested → ``cancelled``;
-2. a pending run with a concurrency key claims a slot of the key (``wfkey:…``) in its own
+1. a pending run with a concurrency key claims a slot of the key (``wfkey:…``) in its own
    commit; if the key is full the run stays ``pending`` and its alarm moves a little later;
-3. ``leased`` (``attempt`` + 1, ``run:leased``), committed;
-4. ``run(step, input)`` runs; every completed step is committed at once, atomically with a
+2. ``leased`` (``attempt`` + 1, ``started_at``, ``run:leased``) is buffered: it goes with the
+   execution's first checkpoint, which is made just before the first step's effect runs —
+   or is the end (or the sleep) itself when the run gets there first;
+3. ``run(step, input)`` runs; every completed step is committed at once, atomically with a
    check of the cancel request (a commit guard on the ``wfcancel:…`` record, checked in the
-   same storage commit): a step that finishes after a cancel is never recorded;
-5. the end (``completed``/``failed``/``sleeping``) is committed the same way, then the slot
-   of the concurrency key is given back and a pending run of the key is woken.
+   same storage commit): a step that finishes after a cancel is never recorded. The request
+   is never read or leased apart from that: the first checkpoint is guarded too, and when it
+   is refused the execution leaves no trace — the run is cancelled as it was;
+4. the end (``completed``/``failed``/``sleeping``) is committed the same way; without a
+   concurrency key that commit also releases the lease (so a run whose body reaches no step
+   costs one commit after its claim); with one, the slot of the key is given back and a
+   pending run of the key is woken next, and the runtime's settle releases the lease.
 
 A checkpoint refused because the lease was lost (another worker took the run over) stops the
 execution at once; nothing more is committed (the new owner continues the run).
@@ -55,7 +60,6 @@ from durable_effect.workflow._execution_base import (
     watch_renewals,
 )
 from durable_effect.workflow._runs import (
-    CANCEL_KEY,
     FINISHED,
     INPUT_KEY,
     KEY_CODEC,
@@ -168,13 +172,6 @@ class Execution(StepOps):
 
     async def _execute(self) -> Effect[None, Never]:
         tx, meta = self.tx, self.meta
-        # A run taken over or woken may have a cancel request waiting: honour it before any
-        # step runs. (A pending run's request, rare, is found at its first step boundary.)
-        if meta.status != "pending" and (
-            await self.hooks.peek(self.cancel_ref.instance_id)
-        ).records.get(CANCEL_KEY):
-            await self._end_cancelled(None, None)
-            return Effect.succeed(None)
         key = meta.concurrency_key
         if meta.status == "pending" and key is not None and not await self._claim_slot(key):
             polls = meta.key_polls + 1
@@ -184,25 +181,24 @@ class Execution(StepOps):
             return Effect.succeed(None)
         now = tx.now()
         self.attempt = meta.attempt + 1
-        self._save(
+        lease = lease_of(self.hooks, tx.instance_id)
+        # Buffered, not committed: the start goes with the first checkpoint (a run whose
+        # body ends before any step costs one commit, its end).
+        self._start(
             attrs.evolve(
                 meta,
                 status="leased",
                 attempt=self.attempt,
                 started_at=meta.started_at or now,
                 key_polls=0,
-            )
-        )
-        lease = lease_of(self.hooks, tx.instance_id)
-        self._emit(
+            ),
             RunLeased(
                 **self._base(),
                 attempt=self.attempt,
                 lease_owner=None if lease is None else lease.owner,
                 lease_expires_at=None if lease is None else lease.expires_at,
-            )
+            ),
         )
-        await self._checkpoint()
         watch_renewals(self.hooks, self._renewed)
         exit_ = await self._run_user()
         signal = self.signal
@@ -228,7 +224,12 @@ class Execution(StepOps):
         return Effect.succeed(None)
 
     def _renewed(self, lease: Lease) -> Event | None:
-        if lease.instance_id != self.tx.instance_id or self.signal is not None:
+        # Nothing while the start is not committed: ``run:leased`` is not out yet either.
+        if (
+            lease.instance_id != self.tx.instance_id
+            or self.signal is not None
+            or self.unstarted is not None
+        ):
             return None
         return RunLeaseRenewed(
             **self._base(), lease_owner=lease.owner, lease_expires_at=lease.expires_at
@@ -260,7 +261,7 @@ class Execution(StepOps):
         mark = len(self.tx.events)
         build()
         try:
-            committed = await self._checkpoint_unless_cancelled()
+            committed = await self._checkpoint_unless_cancelled(release=self.end_releases)
         except Aborted:
             del self.tx.events[mark:]
             raise
@@ -268,7 +269,11 @@ class Execution(StepOps):
             self.tx.rollback(point)
             del self.tx.events[mark:]
             self.meta = before
-            await self._end_cancelled(self.current, None)
+            step = self.current
+            if self.unstarted is not None:  # its first checkpoint: the execution never began
+                self._unstart()
+                step = None
+            await self._end_cancelled(step, None)
             return False
         return True
 
@@ -328,7 +333,7 @@ class Execution(StepOps):
         self._save(attrs.evolve(self.meta, status="cancelled", completed_at=now))
         self.tx.set_alarm(retention_alarm(self.d, now))
         self._emit(RunCancelled(**self._base()))
-        await self._checkpoint()
+        await self._checkpoint(release=self.end_releases)
         await self._free_slot()
 
     # -- concurrency keys -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect
 from durable_effect._events import Event, new_event_id
 from durable_effect.errors import LeaseLostError, StepTimeoutError, StorageError, TimeoutException
-from durable_effect.jobs._instance import InstanceTx, TxHooks
+from durable_effect.jobs._instance import InstanceTx, Savepoint, TxHooks
 from durable_effect.storage._port import GuardFailed, Lease
 from durable_effect.workflow import _runs
 from durable_effect.workflow._runs import CANCEL_CODEC, CANCEL_KEY, RunMeta, StepRec, save_meta
@@ -130,6 +130,13 @@ class ExecutionBase:
         self.signal: Signal | None = None
         self.busy: str | None = None
         self.current: str | None = None
+        # While the execution's start (``leased``, ``attempt``, ``started_at``,
+        # ``run:leased``) is buffered but not committed: where the buffer stood before it,
+        # and the meta before it. It goes with the first checkpoint (see ``_start``).
+        self.unstarted: tuple[Savepoint, int, RunMeta] | None = None
+        # The run's end may release the lease in its own commit: nothing follows it (a run
+        # with a concurrency key gives its slot back after its end, under the lease).
+        self.end_releases = meta.concurrency_key is None
         # Calls of step.log / step.progress outside steps in this execution (see RunMeta).
         self.outside_logs = 0
         self.outside_progress = 0
@@ -161,27 +168,77 @@ class ExecutionBase:
         self.signal = signal
         raise signal
 
-    async def _checkpoint(self) -> None:
-        """Commit what is buffered now (fenced by the lease)."""
+    def _start(self, meta: RunMeta, event: Event) -> None:
+        """Buffer the execution's start (``meta`` is the leased meta, ``event`` its
+        ``run:leased``): it is committed with the execution's first checkpoint — before the
+        first step's effect runs, or with the run's end or sleep when none comes first."""
+        self.unstarted = (self.tx.savepoint(), len(self.tx.events), self.meta)
+        self._save(meta)
+        self._emit(event)
+
+    def _unstart(self) -> None:
+        """The execution's first checkpoint was refused by a cancel request: forget all it
+        buffered, its start included (the run is cancelled as it was, like a run that no
+        worker holds)."""
+        assert self.unstarted is not None
+        point, mark, meta = self.unstarted
+        self.tx.rollback(point)
+        del self.tx.events[mark:]
+        self.meta = meta
+        self.unstarted = None
+
+    async def _checkpoint(self, *, release: bool = False) -> None:
+        """Commit what is buffered now (fenced by the lease); ``release``: the last one."""
         try:
-            await self.hooks.checkpoint(self.tx)
+            await self.hooks.checkpoint(self.tx, release=release)
         except (LeaseLostError, StorageError) as exc:
             self._raise(Aborted(exc))
+        self.unstarted = None
 
-    async def _checkpoint_unless_cancelled(self) -> bool:
+    async def _checkpoint_unless_cancelled(self, *, release: bool = False) -> bool:
         """Commit what is buffered unless a cancel was requested (then commit nothing).
 
         Returns ``False`` when a cancel request refused the commit. The request is checked
         by the commit itself (a guard on the ``wfcancel:…`` record), atomically with respect
-        to the commit that writes the request: one round trip, no lease on ``wfcancel:…``.
+        to the commit that writes the request: one round trip, no lease on ``wfcancel:…``,
+        and no read of it beforehand (the execution's first checkpoint is always guarded,
+        so a request waiting when a worker takes the run is found there).
+        ``release``: the run's last commit, which releases the lease too.
         """
         try:
-            await self.hooks.checkpoint(self.tx, unless_present=self.cancel_guard)
+            await self.hooks.checkpoint(self.tx, unless_present=self.cancel_guard, release=release)
         except GuardFailed:
             return False
         except (LeaseLostError, StorageError) as exc:
             self._raise(Aborted(exc))
+        self.unstarted = None
         return True
+
+    async def _checkpoint_or_cancel(
+        self, point: Savepoint, mark: int, step: str | None, index: int | None
+    ) -> None:
+        """A guarded checkpoint inside the run: refused by a cancel request, what was
+        buffered since ``point``/``mark`` is dropped and ``Cancelled`` ends the execution
+        (``Cancelled(None, None)`` when it was the execution's first checkpoint)."""
+        try:
+            committed = await self._checkpoint_unless_cancelled()
+        except Aborted:
+            del self.tx.events[mark:]
+            raise
+        if committed:
+            return
+        self.tx.rollback(point)
+        del self.tx.events[mark:]
+        if self.unstarted is not None:
+            self._unstart()
+            step, index = None, None
+        self._raise(Cancelled(step, index))
+
+    async def _announce(self) -> None:
+        """Commit the execution's start if it is not yet: a step's effect is about to run
+        (so while it runs the run shows ``leased``, and a crash of the worker counts)."""
+        if self.unstarted is not None:
+            await self._checkpoint_or_cancel(self.tx.savepoint(), len(self.tx.events), None, None)
 
     def _check_open(self, what: str, *, inside_step: bool = False) -> None:
         if self.signal is not None:

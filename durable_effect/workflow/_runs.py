@@ -106,7 +106,9 @@ class Run(Generic[I, O]):
     ``error`` is ``"<Tag>: <message>"`` for a failed run. ``current_step`` is the step the run
     was in (or last reached) at its last checkpoint. ``attempt`` counts how many times a
     worker took the run (1 on the first lease, one more after each sleep, retry wait or
-    takeover of a crashed worker's run).
+    takeover of a crashed worker's run). A worker's taking of the run is committed with its
+    first checkpoint (just before its first step's effect runs, or its end): a worker that
+    died before that left no trace.
     """
 
     id: str

@@ -24,9 +24,7 @@ from durable_effect.workflow._events import (
     StepStarted,
 )
 from durable_effect.workflow._execution_base import (
-    Aborted,
     Attempt,
-    Cancelled,
     ExecutionBase,
     Signal,
     Suspended,
@@ -65,10 +63,12 @@ class StepOps(ExecutionBase):
                 _runs.decode_value(rec.output.encode("utf-8"), rec.output_type, schema)
             )
         tx = self.tx
+        wake_at = rec.wake_at if rec is not None and rec.status == "retrying" else None
+        if wake_at is not None and tx.now() < wake_at:
+            self._sleep_run(wake_at)  # woken early: sleep on
+        await self._announce()  # the effect runs next: the run must show it is leased
         now = tx.now()
         if rec is not None and rec.status == "retrying":
-            if rec.wake_at is not None and now < rec.wake_at:  # woken early: sleep on
-                self._sleep_run(rec.wake_at)
             at = Attempt(name, rec.index, rec.attempts + 1, rec.first_started_at, now)
         elif rec is not None:
             at = Attempt(name, rec.index, 1, now, now)
@@ -132,15 +132,7 @@ class StepOps(ExecutionBase):
                 attempt=at.number,
             )
         )
-        try:
-            committed = await self._checkpoint_unless_cancelled()
-        except Aborted:
-            del tx.events[mark:]
-            raise
-        if not committed:
-            tx.rollback(point)
-            del tx.events[mark:]
-            self._raise(Cancelled(name, index))
+        await self._checkpoint_or_cancel(point, mark, name, index)
         self.steps[name] = rec
         self.current = None
         return Effect.succeed(result)
@@ -242,20 +234,14 @@ class StepOps(ExecutionBase):
                 duration_ms=millis(now - rec.started_at),
             )
         )
-        try:
-            committed = await self._checkpoint_unless_cancelled()
-        except Aborted:
-            del self.tx.events[mark:]
-            raise
-        if not committed:
-            self.tx.rollback(point)
-            del self.tx.events[mark:]
-            self._raise(Cancelled(name, rec.index))
+        await self._checkpoint_or_cancel(point, mark, name, rec.index)
         self.steps[name] = done
         self.current = None
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
         self._check_open("step.progress", inside_step=True)
+        first = self.unstarted is not None  # the execution's first checkpoint: guarded
+        point, mark = (self.tx.savepoint(), len(self.tx.events)) if first else (None, 0)
         progress = Progress(current=current, total=total, message=message)
         if self.busy is None:  # outside a step: an earlier execution may have done it
             seen = self.outside_progress
@@ -265,7 +251,10 @@ class StepOps(ExecutionBase):
             self._save(attrs.evolve(self.meta, outside_progress=seen + 1))
         self._save(attrs.evolve(self.meta, progress=progress))
         self._emit(RunProgressed(**self._base(), progress=progress))
-        await self._checkpoint()
+        if point is not None:
+            await self._checkpoint_or_cancel(point, mark, None, None)
+        else:
+            await self._checkpoint()
 
     def write_log(self, level: LogLevelName, message: str, data: dict[str, object]) -> None:
         if self.signal is not None:

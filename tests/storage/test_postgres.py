@@ -318,6 +318,28 @@ async def test_notify_wakes_another_process_promptly(
     await asyncio.wait_for(quiet, 5)
 
 
+async def test_an_acquire_that_finds_a_lease_held_tells_every_listener_which(
+    pair: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """``want:<id>``: how a process keeping a lease between calls learns somebody waits."""
+    holder, other = pair
+    wanted: list[str] = []
+    seen = asyncio.Event()
+
+    def listener(instance_id: str) -> None:
+        wanted.append(instance_id)
+        seen.set()
+
+    holder.add_wanted_listener(listener)
+    await lease_of(holder, "busy 'one'")
+    assert await other.acquire(["free"], owner="other", now=T0, ttl=TTL) is not None
+
+    assert await other.acquire(["busy 'one'"], owner="other", now=T0, ttl=TTL) is None
+
+    await asyncio.wait_for(seen.wait(), 5)
+    assert wanted == ["busy 'one'"]  # the granted acquire signalled nothing
+
+
 async def test_wait_for_change_falls_back_to_its_timeout(
     pair: tuple[PostgresStorage, PostgresStorage],
 ) -> None:
