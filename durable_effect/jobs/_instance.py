@@ -224,14 +224,17 @@ class InstanceTx:
         """The storage write for what was buffered (``None`` when nothing changed)."""
         puts = {k: v for k, v in self._changes.items() if v is not None}
         deletes = frozenset(k for k, v in self._changes.items() if v is None)
-        if not puts and not deletes and not self._purged and isinstance(self._alarm, Keep):
+        alarm = self._alarm
+        if not self._purged and alarm == self._base.alarm_at:
+            alarm = KEEP  # set to what it already is: no alarm change to write (or notify)
+        if not puts and not deletes and not self._purged and isinstance(alarm, Keep):
             return None
         return InstanceWrite(
             instance_id=self.instance_id,
             puts=puts,
             deletes=deletes,
             purge=self._purged,
-            alarm=self._alarm,
+            alarm=alarm,
         )
 
     def rebase(self) -> None:

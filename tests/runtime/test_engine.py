@@ -887,3 +887,26 @@ async def test_lease_is_renewed_while_a_long_handler_runs(tmp_path: Path) -> Non
         assert Effect.run_sync(outcome) == Success(None)
         assert (await snapshot(storage, A)).records == {"n": b"1"}
     assert stolen == [None] * 5
+
+
+async def test_setting_the_alarm_to_its_current_instant_writes_no_alarm_change(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-arming at the same instant (Continuous does on every trigger) changes nothing, so
+    the commit carries no alarm change: no alarm row lock, no wake-up of every worker."""
+    at = T0 + timedelta(minutes=1)
+    await schedule(env.engine, [A], at)
+    sent: list[list[InstanceWrite]] = []
+    commit = env.storage.commit
+
+    async def spy(leases: Sequence[Lease], writes: Sequence[InstanceWrite], **options: Any) -> None:
+        sent.append(list(writes))
+        await commit(leases, writes, **options)
+
+    monkeypatch.setattr(env.storage, "commit", spy)
+
+    await schedule(env.engine, [A], at)
+    await schedule(env.engine, [A], at + timedelta(seconds=1))
+
+    assert [[w.alarm for w in writes] for writes in sent] == [[], [at + timedelta(seconds=1)]]
+    assert (await snapshot(env.storage, A)).alarm_at == at + timedelta(seconds=1)
