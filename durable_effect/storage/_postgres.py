@@ -110,13 +110,18 @@ class _Sql:
             return sql.SQL(template).format(schema=ident)
 
         self.compose = compose
+        channel_literal = sql.Literal(channel)
+
+        def with_channel(template: str) -> Composed:
+            return sql.SQL(template).format(schema=ident, channel=channel_literal)
+
         self.create_schema = compose(q.CREATE_SCHEMA)
         self.create_meta = compose(q.CREATE_META)
         self.select_version = compose(q.SELECT_VERSION)
         self.set_version = compose(q.SET_VERSION)
         self.acquire = compose(q.ACQUIRE)
-        self.acquire_one = compose(q.ACQUIRE_ONE)
-        self.commit_one = compose(q.COMMIT_ONE)
+        self.acquire_one = with_channel(q.ACQUIRE_ONE)
+        self.commit_one = with_channel(q.COMMIT_ONE)
         self.claim_due = compose(q.CLAIM_DUE)
         self.commit = compose(q.COMMIT)
         self.extend = compose(q.EXTEND)
@@ -337,7 +342,7 @@ class PostgresStorage(Storage):
             (only,) = ids
 
             async def work_one(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
-                params = (only, owner, moment, expires_at, self.notify_channel)
+                params = (only, owner, moment, expires_at)
                 cur = await conn.execute(self._sql.acquire_one, params)
                 return [(only, *row) for row in await cur.fetchall()]
 
@@ -475,13 +480,12 @@ class PostgresStorage(Storage):
             lease.owner,
             lease.generation,
             bool(plan.purge_ids),
-            plan.delete_keys,
-            plan.put_keys,
-            plan.put_values,
+            plan.delete_keys or None,
+            plan.put_keys or None,
+            plan.put_values or None,
             alarm_change,
             plan.alarm_ats[0] if alarm_change else None,
             release,
-            self.notify_channel,
         )
 
         async def work(conn: AsyncConnection[TupleRow]) -> bool:
@@ -609,10 +613,6 @@ class PostgresStorage(Storage):
         (``idempotent``) is retried once on a fresh connection when its connection broke
         (as every idle one does when the server restarts).
         """
-        import psycopg
-        from psycopg import errors
-        from psycopg_pool import PoolClosed, PoolTimeout
-
         pool = self._require_open(operation)
         attempt = 0
         while True:
@@ -620,19 +620,29 @@ class PostgresStorage(Storage):
             try:
                 async with pool.connection() as conn:
                     return await work(conn)
-            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
-                if attempt < _ATTEMPTS:
-                    continue
-                raise StorageError(operation=operation, cause=exc) from exc
-            except (PoolTimeout, PoolClosed) as exc:
-                raise StorageError(operation=operation, cause=exc) from exc
-            except psycopg.OperationalError as exc:
-                self._check_pool_soon()
-                if idempotent and attempt == 1:
-                    continue
-                raise StorageError(operation=operation, cause=exc) from exc
-            except psycopg.Error as exc:
-                raise StorageError(operation=operation, cause=exc) from exc
+            except Exception as exc:  # sorted out below, off the hot path
+                if not self._retry(operation, exc, attempt, idempotent):
+                    raise
+
+    def _retry(self, operation: str, exc: Exception, attempt: int, idempotent: bool) -> bool:
+        """After ``exc`` in ``_run``: ``True`` to try again; else raise `StorageError` for a
+        driver error, or return ``False`` to re-raise anything else as it is."""
+        import psycopg
+        from psycopg import errors
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        if isinstance(exc, PoolTimeout | PoolClosed):
+            pass  # (operational errors too, but nothing a retry here would mend)
+        elif isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
+            if attempt < _ATTEMPTS:
+                return True
+        elif isinstance(exc, psycopg.OperationalError):
+            self._check_pool_soon()
+            if idempotent and attempt == 1:
+                return True
+        elif not isinstance(exc, psycopg.Error):
+            return False
+        raise StorageError(operation=operation, cause=exc) from exc
 
     def _check_pool_soon(self) -> None:
         """Have the pool test its idle connections, dropping the broken ones, in background."""

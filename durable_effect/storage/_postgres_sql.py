@@ -1,9 +1,10 @@
 """Every SQL statement of `PostgresStorage`, as named templates, and the schema migrations.
 
 ``{schema}`` in a template is replaced by the quoted schema name when the storage is built
-(``psycopg.sql.SQL(template).format(schema=Identifier(name))``); nothing else is ever
-interpolated: values travel as parameters (``%s``). The templates therefore contain no other
-braces.
+(``psycopg.sql.SQL(template).format(schema=Identifier(name))``), ``{channel}`` in the two
+single-instance calls by the notify channel as a string literal (a checked identifier);
+nothing else is ever interpolated: values travel as parameters (``%s``, or ``%b`` in binary
+format). The templates therefore contain no other braces.
 
 Schema (version 3; see ``docs/postgres.md``; version 2 added commit guards to
 ``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``):
@@ -500,17 +501,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 
 ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s)"
 
-ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%s::text, %s::text, %s, %s, %s::text)"
+#: ``{channel}`` is the notify channel as a string literal (a checked identifier): one
+#: parameter less to adapt on the two hottest calls.
+ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%b::text, %b::text, %b, %b, {channel})"
 
 #: The payload prefix of the notification ``acquire_one`` sends when a lease is held.
 WANT_PREFIX: Final = "want:"
 
+#: Empty arrays may be passed as NULL (``cardinality(NULL) > 0`` is not true). Parameters in
+#: binary format: nothing to escape in the record values.
 COMMIT_ONE: Final = """
 SELECT {schema}.commit_one(
-    %s::text, %s::text, %s::bigint,
-    %s::boolean, %s::text[], %s::text[], %s::bytea[],
-    %s::boolean, %s::timestamptz,
-    %s::boolean, %s::text
+    %b::text, %b::text, %b::bigint,
+    %b::boolean, %b::text[], %b::text[], %b::bytea[],
+    %b::boolean, %b::timestamptz,
+    %b::boolean, {channel}
 )"""
 
 CLAIM_DUE: Final = "SELECT * FROM {schema}.claim_due(%s, %s::text, %s, %s::integer)"
