@@ -672,6 +672,77 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+# -- --breakdown: where one call's time goes ---------------------------------------------------
+
+
+async def breakdown(calls: int = 3000, rounds: int = 3) -> None:
+    """Per-call wall and CPU time (µs) of the layers of a client call, interleaved rounds."""
+    server = await asyncio.to_thread(Server)
+    try:
+        url = server.database("breakdown")
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+            PostgresStorage(url, max_size=2, schema="port") as port,
+            create_durable_jobs(
+                job_definitions(), storage=PostgresStorage(url, max_size=2)
+            ) as jobs,
+        ):
+            await conn.execute("CREATE TABLE raw_kv (k text PRIMARY KEY, v bytea)")
+            held: list[Lease] = []
+            for k in range(KEYS):
+                got = await port.acquire(
+                    [f"held:{k}"], owner="bench", now=datetime.now(UTC), ttl=timedelta(days=1)
+                )
+                assert got is not None
+                held.extend(got.leases)
+            task = jobs.client.task("bump")
+            direct_sql = port._sql.commit_one  # the statement the port sends, sent by hand
+
+            async def raw(i: int) -> None:
+                await conn.execute(_RAW_UPSERT, (f"k{i % KEYS}", VALUE))
+
+            async def direct(i: int) -> None:
+                lease = held[i % KEYS]
+                params = (lease.instance_id, lease.owner, lease.generation, False, None)
+                await conn.execute(direct_sql, (*params, ["v"], [VALUE], False, None, False))
+
+            async def commit(i: int) -> None:
+                lease = held[i % KEYS]
+                write = InstanceWrite(instance_id=lease.instance_id, puts={"v": VALUE})
+                await port.commit([lease], [write], release=False)
+
+            async def send(i: int) -> None:
+                await task.send(id=f"t{i % KEYS}", event=Bump())
+
+            sides: dict[str, Callable[[int], Awaitable[None]]] = {
+                "raw upsert": raw,
+                "commit_one on a raw connection": direct,
+                "port commit, lease held": commit,
+                "Task send (kept lease)": send,
+            }
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            for fn in sides.values():
+                for i in range(200):
+                    await fn(i)
+            for _ in range(rounds):
+                for name, fn in sides.items():
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    for i in range(calls):
+                        await fn(i)
+                    per = (
+                        (time.perf_counter() - wall) / calls,
+                        (time.process_time() - cpu) / calls,
+                    )
+                    times[name].append(per)
+        print(f"{'µs per call (median of rounds)':34s} {'wall':>7s} {'cpu':>7s}")
+        for name, per_round in times.items():
+            wall_us = statistics.median(w for w, _ in per_round) * 1e6
+            cpu_us = statistics.median(c for _, c in per_round) * 1e6
+            print(f"{name:34s} {wall_us:7.1f} {cpu_us:7.1f}")
+    finally:
+        await asyncio.to_thread(server.close)
+
+
 async def run(sizes: Sizes) -> dict[str, Any]:
     server = await asyncio.to_thread(Server)
     try:
@@ -714,7 +785,13 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="only print where one call's time goes"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        asyncio.run(breakdown())
+        return
     if args.quick:
         sizes = Sizes(
             rounds=2, per_round=100, alarms=500, workflow_runs=64, noop_jobs=300, repeats=1

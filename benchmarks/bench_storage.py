@@ -581,9 +581,7 @@ async def loop_lateness(tmp: Path, n: int) -> list[str]:
             ("fire-alarms (full)", fire_all),
         ):
             p50, p99, worst = await ticker_lateness(work)
-            lines.append(
-                f"  {name:22} p50 {p50:5.2f} ms   p99 {p99:5.2f} ms   max {worst:6.2f} ms"
-            )
+            lines.append(f"  {name:22} p50 {p50:5.2f} ms   p99 {p99:5.2f} ms   max {worst:6.2f} ms")
     return lines
 
 
