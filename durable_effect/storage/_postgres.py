@@ -119,17 +119,43 @@ class _Sql:
         self.create_meta = compose(q.CREATE_META)
         self.select_version = compose(q.SELECT_VERSION)
         self.set_version = compose(q.SET_VERSION)
-        self.acquire = compose(q.ACQUIRE)
-        self.acquire_one = with_channel(q.ACQUIRE_ONE)
-        self.commit_one = with_channel(q.COMMIT_ONE)
-        self.claim_due = compose(q.CLAIM_DUE)
-        self.commit = compose(q.COMMIT)
-        self.extend = compose(q.EXTEND)
-        self.release = compose(q.RELEASE)
-        self.load = compose(q.LOAD)
-        self.next_alarm_at = compose(q.NEXT_ALARM_AT)
-        self.list_instances = compose(q.LIST_INSTANCES)
+        # The operations: ``render`` turns them into bytes once the server is reachable.
+        self.acquire: Composed | bytes = compose(q.ACQUIRE)
+        self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE)
+        self.commit_one: Composed | bytes = with_channel(q.COMMIT_ONE)
+        self.claim_due: Composed | bytes = compose(q.CLAIM_DUE)
+        self.commit: Composed | bytes = compose(q.COMMIT)
+        self.extend: Composed | bytes = compose(q.EXTEND)
+        self.release: Composed | bytes = compose(q.RELEASE)
+        self.load: Composed | bytes = compose(q.LOAD)
+        self.next_alarm_at: Composed | bytes = compose(q.NEXT_ALARM_AT)
+        self.list_instances: Composed | bytes = compose(q.LIST_INSTANCES)
         self.listen = sql.SQL(q.LISTEN).format(channel=sql.Identifier(channel))
+
+    def render(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Render the operations' statements to bytes, once.
+
+        psycopg renders a ``Composed`` query again on every execute (~20 µs for ours), while
+        it caches what it makes of a bytes query.
+        """
+        for name in _OPERATIONS:
+            value = getattr(self, name)
+            if not isinstance(value, bytes):
+                setattr(self, name, value.as_bytes(conn))
+
+
+_OPERATIONS: Final = (
+    "acquire",
+    "acquire_one",
+    "commit_one",
+    "claim_due",
+    "commit",
+    "extend",
+    "release",
+    "load",
+    "next_alarm_at",
+    "list_instances",
+)
 
 
 class PostgresStorage(Storage):
@@ -242,6 +268,7 @@ class PostgresStorage(Storage):
             listener = await self._connect_listener(listen=False)
             await self._migrate(listener)
             await listener.execute(self._sql.listen)
+            self._sql.render(listener)
             pool = AsyncConnectionPool(
                 self._conninfo,
                 min_size=self.min_size,
