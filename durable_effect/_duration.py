@@ -28,6 +28,8 @@ DurationInput: TypeAlias = timedelta | int | float | str
 """What every duration argument of the package accepts (see :meth:`Duration.parse`)."""
 
 _US_PER_MS = 1_000
+_HALF_MS = _US_PER_MS // 2
+_ONE_US = timedelta(microseconds=1)
 _US_PER_S = 1_000_000
 _US_PER_MIN = 60 * _US_PER_S
 _US_PER_H = 60 * _US_PER_MIN
@@ -141,7 +143,10 @@ class Duration:
         >>> Duration.millis(timedelta(microseconds=2500))
         2
         """
-        return round(Fraction(value // timedelta(microseconds=1), _US_PER_MS))
+        millis, rest = divmod(value // _ONE_US, _US_PER_MS)  # exact: integer microseconds
+        if rest > _HALF_MS or (rest == _HALF_MS and millis % 2):
+            millis += 1
+        return millis
 
     @staticmethod
     def format(value: timedelta) -> str:

@@ -75,6 +75,7 @@ _GEN_FRAME = 13
 _RESTORE = 14
 _ASYNC_EFFECT = 15
 _CATCH_TAG = 16
+_EXIT_OF = 17
 
 
 class Effect(Generic[A, E]):
@@ -540,7 +541,11 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
         elif op == _GEN:
             args = cur._b
             try:
-                gen = cur._a(*args[0], **args[1]) if args else cur._a()
+                if args:
+                    positional, named = args
+                    gen = cur._a(*positional, **named) if named else cur._a(*positional)
+                else:
+                    gen = cur._a()
                 nxt = gen.send(None)
             except StopIteration as stop:
                 kind = _OK
@@ -551,6 +556,10 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                 kind = _DEFECT
                 value = exc
             else:
+                if type(nxt) is Effect:
+                    push(_Frame(_GEN_FRAME, gen))
+                    cur = nxt
+                    continue
                 try:
                     cur = _as_effect(nxt)
                 except TypeError as exc:  # a plain ``yield value``: close it, then a defect
@@ -574,7 +583,9 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                 value = exc
         elif op == _SUSPEND:
             try:
-                cur = _as_effect(cur._a())
+                cur = cur._a()
+                if type(cur) is not Effect:
+                    cur = _as_effect(cur)
                 continue
             except BaseException as exc:
                 if isinstance(exc, GeneratorExit):
@@ -624,6 +635,10 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
             else:
                 kind = _OK
                 value = None
+        elif op == _EXIT_OF:  # its frame turns whatever outcome reaches it into a value
+            push(cur)
+            cur = cur._a
+            continue
         else:  # pragma: no cover - corrupted node
             raise TypeError(f"not an Effect: {cur!r}")
 
@@ -740,6 +755,10 @@ async def run_exit(root: Effect[Any, Any]) -> _Exit:
                     kind = frame._a
                     value = frame._b
                 continue
+            if fop == _EXIT_OF:  # success, failure or defect: delivered as an ``Exit`` value
+                value = _Exit(kind, value)
+                kind = _OK
+                continue
         else:
             return _Exit(kind, value)
 
@@ -795,7 +814,17 @@ def run_sync(effect: Effect[T, ErrT]) -> Result[T, ErrT]:
 
 async def run_promise(effect: Effect[T, ErrT]) -> T:
     """Run and return the value, raising a typed failure (see ``Effect.run_promise``)."""
-    exit_ = await run_exit(effect)
+    root: Any = effect
+    if root._op == _ASYNC_EFFECT:
+        # A lazy call (every client operation): await it here, and skip the interpreter when
+        # it gives a plain outcome. A defect it raises propagates, as ``run_exit`` would raise.
+        root = await root._a()
+        if type(root) is Effect:
+            if root._op == _SUCCEED:
+                return cast(T, root._a)
+            if root._op == _FAIL:
+                raise root._a
+    exit_ = await run_exit(root)
     if exit_.kind == _OK:
         return cast(T, exit_.value)
     raise exit_.value
@@ -816,6 +845,15 @@ def async_effect(thunk: Callable[[], Awaitable[Effect[T, ErrT]]]) -> Effect[T, E
     The runtime uses it to make client calls lazy: nothing is sent until the effect runs.
     """
     return Effect(_ASYNC_EFFECT, thunk)
+
+
+def exit_of(effect: Effect[Any, Any]) -> Effect[_Exit, Never]:
+    """An effect that runs ``effect`` and succeeds with its ``Exit`` (defects included).
+
+    What ``await run_exit(effect)`` gives, without a nested interpreter: ``effect`` runs on
+    the same continuation stack (its generators closed and finalizers run as it unwinds).
+    """
+    return Effect(_EXIT_OF, effect)
 
 
 def exit_to_effect(exit_: _Exit) -> Effect[Any, Any]:

@@ -15,7 +15,7 @@ timestamps. Timestamps come from the runtime clock.
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
@@ -39,9 +39,21 @@ __all__ = [
 ]
 
 
+#: The bits ``uuid.uuid4`` fixes: the version (4) and the RFC 4122 variant.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_event_id() -> str:
-    """A fresh unique event id."""
-    return uuid.uuid4().hex
+    """A fresh unique event id: a random (version 4) UUID in hex, as ``uuid.uuid4().hex``.
+
+    Built from the random bits directly (one per event: a ``UUID`` object costs twice as much).
+
+    >>> import uuid
+    >>> uuid.UUID(hex=new_event_id()).version
+    4
+    """
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 def to_camel(name: str) -> str:

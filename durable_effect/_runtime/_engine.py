@@ -3,12 +3,15 @@
 ``call`` (client operations) and ``fire`` (alarms) share the same shape:
 
 1. exclusion — the in-process lock of each instance, then its storage lease
-   (``acquire``, or the lease ``claim_due`` already granted);
+   (``acquire``, the lease ``claim_due`` already granted, or — for a client call on one
+   instance, when the storage has a ``lease_linger`` — the lease and snapshot this engine
+   kept from the previous call there, see ``_kept``);
 2. an ``InstanceTx`` per instance over the snapshot read under the lease;
 3. the handler's ``Effect`` runs with the runtime clock and the job's log annotations;
    the lease is renewed while it runs;
 4. success → one ``commit`` of every buffered write, releasing the leases (fenced: a
-   handler whose lease was taken over commits nothing); failure → the leases are released
+   handler whose lease was taken over commits nothing; a kept lease is not released);
+   failure → the leases are released
    and nothing is written. A handler that already released its leases in a last checkpoint
    (``TxHooks.checkpoint(..., release=True)``, a workflow run's end) costs nothing more;
 5. the handler's telemetry events are published (those of failed calls too).
@@ -74,6 +77,8 @@ class Engine:
         self.lease_ttl = lease_ttl
         self.locks = LocalLocks()
         self._renewal_timer = _RenewalTimer()
+        #: How long a handler runs before its leases are renewed (loop seconds).
+        self.renew_after = lease_ttl.total_seconds() / 3
         self.kept = KeptLeases(storage.lease_linger, lease_ttl, self._release_quietly)
         if self.kept.enabled:
             storage.add_wanted_listener(self.kept.wanted)
@@ -288,7 +293,7 @@ class Engine:
         }
         renewal = _Renewal(self, leases, hooks)
         try:
-            with _clock.use_clock(self.clock), _log.annotate(annotations, log_level):
+            with _clock.ClockScope(self.clock), _log.annotate(annotations, log_level):
                 try:
                     effect = handler(txs)
                 except Exception as exc:  # building the effect failed: a defect
@@ -310,25 +315,11 @@ class Engine:
                 # commit checks the fence: a handler whose lease was taken over must not
                 # report success. Backends make a lease-only commit cheap (no fsync). (Writes
                 # after a releasing checkpoint are refused here: those leases are gone.)
-                tx = txs[0]
-                keep_it = (
-                    keep
-                    and len(current) == 1
-                    and self.kept.may_keep(
-                        current[0], self.clock.now(), exists=tx.exists, alarm_at=tx.alarm_at
-                    )
-                )
+                kept = self._snapshot_to_keep(txs[0], current) if keep else None
                 try:
-                    await self.storage.commit(current, writes, release=not keep_it)
-                    if keep_it:
-                        self.kept.keep(
-                            current[0],
-                            InstanceSnapshot(
-                                instance_id=tx.instance_id,
-                                records=tx.records(),
-                                alarm_at=tx.alarm_at,
-                            ),
-                        )
+                    await self.storage.commit(current, writes, release=kept is None)
+                    if kept is not None:
+                        self.kept.keep(current[0], kept)
                 except LeaseLostError as exc:
                     await self._release_quietly(current)  # the leases that were not lost
                     return Effect.fail(StorageError(operation="commit", cause=exc))
@@ -340,6 +331,20 @@ class Engine:
         finally:
             self.bus.publish(events)
         return exit_to_effect(exit_)
+
+    def _snapshot_to_keep(self, tx: InstanceTx, leases: Sequence[Lease]) -> InstanceSnapshot | None:
+        """What a one-instance call will have committed, if its lease may be kept after it.
+
+        ``None``: release the lease with the commit (``KeptLeases.may_keep`` said no).
+        """
+        if len(leases) != 1 or not self.kept.enabled:
+            return None
+        records = tx.records()
+        alarm_at = tx.alarm_at
+        exists = bool(records) or alarm_at is not None  # ``tx.exists``, records read once
+        if not self.kept.may_keep(leases[0], self.clock.now(), exists=exists, alarm_at=alarm_at):
+            return None
+        return InstanceSnapshot(instance_id=tx.instance_id, records=records, alarm_at=alarm_at)
 
     async def _release_quietly(self, leases: Sequence[Lease]) -> None:
         try:
@@ -508,13 +513,13 @@ class _Renewal:
         self.hooks = hooks
         self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
-        engine._renewal_timer.join(self, loop.time() + engine.lease_ttl.total_seconds() / 3, loop)
+        engine._renewal_timer.join(self, loop.time() + engine.renew_after, loop)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:
-        period = self.engine.lease_ttl.total_seconds() / 3
+        period = self.engine.renew_after
         while True:
             renewed: list[Lease] = []
             extended: list[Lease] = []

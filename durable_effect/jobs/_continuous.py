@@ -407,11 +407,8 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
             tx.purge()
             tx.emit(terminated_event(tx, attempt.reason, run.run_count))
             return "terminated"
-        done = attrs.evolve(
-            meta, run_count=run.run_count, last_run_at=run.started_at, next_run_at=next_tick
-        )
         if attempt.kind == "ok":
-            save_meta(tx, attrs.evolve(done, last_error=None, retry=None))
+            save_meta(tx, _after_run(meta, run, next_tick, last_error=None, retry=None))
             tx.emit(
                 JobExecuted(
                     **event_ids(tx),
@@ -438,7 +435,7 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
                 scheduled_at=run.scheduled_at,
                 first_started_at=run.first_started_at,
             )
-        save_meta(tx, attrs.evolve(done, last_error=message, retry=pending))
+        save_meta(tx, _after_run(meta, run, next_tick, last_error=message, retry=pending))
         return "retry" if pending is not None else "recorded"
 
     def _pre_state(self, tx: InstanceTx) -> object:
@@ -452,6 +449,25 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
                 return decode_json(data)
             except ValidationError:
                 return None
+
+
+def _after_run(
+    meta: Meta,
+    run: Run,
+    next_tick: datetime,
+    *,
+    last_error: str | None,
+    retry: PendingRetry | None,
+) -> Meta:
+    """``meta`` once ``run`` has run: counted, the last run, ``next_tick`` next (one evolve)."""
+    return attrs.evolve(
+        meta,
+        run_count=run.run_count,
+        last_run_at=run.started_at,
+        next_run_at=next_tick,
+        last_error=last_error,
+        retry=retry,
+    )
 
 
 def _report_failure(tx: InstanceTx, run: Run, attempt: Attempt, *, will_retry: bool) -> None:

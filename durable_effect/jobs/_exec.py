@@ -8,11 +8,11 @@ kept as defects (``Outcome.defect``), never turned into typed failures.
 from __future__ import annotations
 
 import traceback
-from typing import Generic, Never, TypeVar
+from typing import Any, Generic, Never, TypeVar
 
 import attrs
 
-from durable_effect._effect import Effect, async_effect, run_exit
+from durable_effect._effect import Effect, Exit, exit_of
 from durable_effect._events import ErrorInfo
 from durable_effect.errors import ExecutionError, TaggedError
 from durable_effect.jobs._instance import InstanceRef
@@ -34,14 +34,17 @@ class Outcome(Generic[A]):
 
 def run_user(effect: Effect[A, BaseException]) -> Effect[Outcome[A], Never]:
     """Run user code and give its outcome as a value (never fails, defects included)."""
+    return exit_of(effect).map(_outcome_of)
 
-    async def run() -> Effect[Outcome[A], Never]:
-        exit_ = await run_exit(effect)
-        if exit_.kind == 0:
-            return Effect.succeed(Outcome(ok=True, value=exit_.value))
-        return Effect.succeed(Outcome(ok=False, error=exit_.value, defect=exit_.kind == 2))
 
-    return async_effect(run)
+#: The outcome of most handlers (they succeed with ``None``): one shared frozen value.
+_OK_NONE: Outcome[Any] = Outcome(ok=True)
+
+
+def _outcome_of(exit_: Exit) -> Outcome[Any]:
+    if exit_.kind == 0:
+        return _OK_NONE if exit_.value is None else Outcome(ok=True, value=exit_.value)
+    return Outcome(ok=False, error=exit_.value, defect=exit_.kind == 2)
 
 
 def error_info(error: BaseException) -> ErrorInfo:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import attrs
 
@@ -222,8 +222,13 @@ class InstanceTx:
 
     def to_write(self) -> InstanceWrite | None:
         """The storage write for what was buffered (``None`` when nothing changed)."""
-        puts = {k: v for k, v in self._changes.items() if v is not None}
-        deletes = frozenset(k for k, v in self._changes.items() if v is None)
+        changes = self._changes
+        if None in changes.values():  # some deletes (``None`` marks one)
+            puts = {k: v for k, v in changes.items() if v is not None}
+            deletes = frozenset(k for k, v in changes.items() if v is None)
+        else:
+            puts = cast("dict[str, bytes]", dict(changes))  # no ``None`` among the values
+            deletes = frozenset()
         alarm = self._alarm
         if not self._purged and alarm == self._base.alarm_at:
             alarm = KEEP  # set to what it already is: no alarm change to write (or notify)

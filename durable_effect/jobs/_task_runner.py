@@ -131,42 +131,51 @@ class TaskRunner(Generic[S]):
         attempt: int,
     ) -> Effect[End]:
         """``phase`` (guarded), then ``on_idle`` (guarded) if nothing is scheduled after it."""
-
-        @Effect.gen
-        def run() -> Gen[End, Never]:
-            end = yield from self.guarded(tx, phase, build, attempt=attempt)
-            on_idle = self.on_idle
-            if end.kind != "ok" or on_idle is None or tx.alarm_at is not None:
-                return end
-
-            def idle(session: TaskSession[S]) -> Effect[None, BaseException]:
-                return on_idle(TaskIdleContext(session, idle_reason=idle_reason))
-
-            return (yield from self.guarded(tx, "on_idle", idle, attempt=attempt))
-
-        return run()
+        if self.on_idle is None:  # nothing can follow: the chain is the guarded handler
+            return self.guarded(tx, phase, build, attempt=attempt)
+        return self._chain(tx, phase, build, idle_reason, attempt)
 
     def guarded(
         self, tx: InstanceTx, phase: Phase, build: Build[S], *, attempt: int
     ) -> Effect[End]:
         """Run one handler; if it fails (rolled back), ``on_error`` runs with the error."""
+        if self.on_error is None:  # nothing handles a failure: the handler's own run
+            return self.run_one(tx, phase, build, attempt=attempt)
+        return self._guarded(tx, phase, build, attempt)
 
-        @Effect.gen
-        def run() -> Gen[End, Never]:
-            end = yield from self.run_one(tx, phase, build, attempt=attempt)
-            on_error = self.on_error
-            if end.kind != "failed" or on_error is None:
-                return end
-            error = end.error
-            assert error is not None
-            self.emit_failed(tx, error, attempt=attempt, will_retry=False)
+    # The generators of ``chain`` and ``guarded`` (decorated once, not on every call). Each
+    # is skipped when it could only pass its handler's end on (no ``on_idle``/``on_error``).
 
-            def handle(session: TaskSession[S]) -> Effect[None, BaseException]:
-                return on_error(error, TaskErrorContext(session, error_source=phase))
+    @Effect.gen
+    def _chain(
+        self, tx: InstanceTx, phase: Phase, build: Build[S], idle_reason: IdleReason, attempt: int
+    ) -> Gen[End, Never]:
+        end = yield from self.guarded(tx, phase, build, attempt=attempt)
+        on_idle = self.on_idle
+        if end.kind != "ok" or on_idle is None or tx.alarm_at is not None:
+            return end
 
-            return (yield from self.run_one(tx, "on_error", handle, attempt=attempt))
+        def idle(session: TaskSession[S]) -> Effect[None, BaseException]:
+            return on_idle(TaskIdleContext(session, idle_reason=idle_reason))
 
-        return run()
+        return (yield from self.guarded(tx, "on_idle", idle, attempt=attempt))
+
+    @Effect.gen
+    def _guarded(
+        self, tx: InstanceTx, phase: Phase, build: Build[S], attempt: int
+    ) -> Gen[End, Never]:
+        end = yield from self.run_one(tx, phase, build, attempt=attempt)
+        on_error = self.on_error
+        if end.kind != "failed" or on_error is None:
+            return end
+        error = end.error
+        assert error is not None
+        self.emit_failed(tx, error, attempt=attempt, will_retry=False)
+
+        def handle(session: TaskSession[S]) -> Effect[None, BaseException]:
+            return on_error(error, TaskErrorContext(session, error_source=phase))
+
+        return (yield from self.run_one(tx, "on_error", handle, attempt=attempt))
 
     def run_one(
         self, tx: InstanceTx, phase: Phase, build: Build[S], *, attempt: int
@@ -174,7 +183,8 @@ class TaskRunner(Generic[S]):
         """Run one handler and settle what it did (commit, roll back, or terminate)."""
         session = TaskSession(tx, self.state_codec, phase)
         point = tx.savepoint()
-        started = tx.now()
+        # ``execute`` is reported (``job.executed``) with its duration and the state before it.
+        started = tx.now() if phase == "execute" else None
         before = _state_builtins(tx) if phase == "execute" else None
 
         def settle(outcome: Outcome[None]) -> End:
@@ -186,7 +196,7 @@ class TaskRunner(Generic[S]):
                 return End(kind="failed", error=outcome.error)
             if session.schedule_touched:
                 self._schedule_changed(tx, phase)
-            if phase == "execute":
+            if started is not None:  # execute
                 meta = load_meta(tx)
                 tx.emit(
                     JobExecuted(
