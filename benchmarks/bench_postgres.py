@@ -220,6 +220,18 @@ async def port_commits(storage: PostgresStorage, count: int, start: int) -> floa
     return count / (time.perf_counter() - began)
 
 
+async def held_leases(storage: PostgresStorage) -> list[Lease]:
+    """Leases on ``KEYS`` instances that stay good for the whole run (never released)."""
+    held: list[Lease] = []
+    for k in range(KEYS):
+        got = await storage.acquire(
+            [f"held:{k}"], owner="bench", now=datetime.now(UTC), ttl=timedelta(days=1)
+        )
+        assert got is not None
+        held.extend(got.leases)
+    return held
+
+
 async def held_commits(
     storage: PostgresStorage, leases: list[Lease], count: int, start: int
 ) -> float:
@@ -248,13 +260,7 @@ async def bench_commits(server: Server, sizes: Sizes) -> list[Row]:
         ) as jobs,
     ):
         await conn.execute("CREATE TABLE raw_kv (k text PRIMARY KEY, v bytea)")
-        held: list[Lease] = []
-        for k in range(KEYS):
-            got = await port.acquire(
-                [f"held:{k}"], owner="bench", now=datetime.now(UTC), ttl=timedelta(days=1)
-            )
-            assert got is not None
-            held.extend(got.leases)
+        held = await held_leases(port)
         task = jobs.client.task("bump")
         tick = jobs.client.continuous("tick")
         for k in range(KEYS):
@@ -688,13 +694,7 @@ async def breakdown(calls: int = 3000, rounds: int = 3) -> None:
             ) as jobs,
         ):
             await conn.execute("CREATE TABLE raw_kv (k text PRIMARY KEY, v bytea)")
-            held: list[Lease] = []
-            for k in range(KEYS):
-                got = await port.acquire(
-                    [f"held:{k}"], owner="bench", now=datetime.now(UTC), ttl=timedelta(days=1)
-                )
-                assert got is not None
-                held.extend(got.leases)
+            held = await held_leases(port)
             task = jobs.client.task("bump")
             direct_sql = port._sql.commit_one  # the statement the port sends, sent by hand
 
