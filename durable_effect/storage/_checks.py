@@ -14,6 +14,8 @@ from durable_effect.storage._port import InstanceWrite, Lease
 __all__ = [
     "MAX_ID_LENGTH",
     "check_id",
+    "check_limit",
+    "check_listing",
     "check_owner",
     "check_text",
     "instant",
@@ -63,6 +65,20 @@ def check_id(instance_id: str) -> str:
         raise ValueError(f"instance ids have at most 1024 characters and no NUL: {instance_id!r}")
     check_text(instance_id, "instance id")
     return instance_id
+
+
+def check_limit(limit: int | None) -> None:
+    """``ValueError`` for a negative ``limit`` (``None`` means no limit)."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+
+
+def check_listing(prefix: str, after: str | None, limit: int | None) -> None:
+    """The arguments of ``list_instances``: a text ``prefix`` and ``after``, a limit >= 0."""
+    check_limit(limit)
+    check_text(prefix, "prefix")
+    if after is not None:
+        check_text(after, "after")
 
 
 def unique_ids(instance_ids: Iterable[str]) -> list[str]:

@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 from typing import Self
 
 from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.storage._checks import check_limit as _check_limit
+from durable_effect.storage._checks import check_listing as _check_listing
 from durable_effect.storage._checks import check_text as _check_text
 from durable_effect.storage._checks import instant as _instant
 from durable_effect.storage._checks import ttl_of as _ttl
@@ -172,8 +174,7 @@ class MemoryStorage(Storage):
         _check_text(owner, "owner")
         moment = _instant(now)
         expires_at = moment + _ttl(ttl)
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        _check_limit(limit)
         due = sorted(
             ((at, i) for i, at in self._alarms.items() if at <= moment),
         )
@@ -215,9 +216,7 @@ class MemoryStorage(Storage):
         limit: int | None = None,
     ) -> Sequence[str]:
         self._check_open("list_instances")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        _check_text(prefix, "prefix")
+        _check_listing(prefix, after, limit)
         ids = sorted(
             i
             for i in self._records.keys() | self._alarms.keys()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from durable_effect.errors import StorageError
 from durable_effect.storage import _postgres_sql as q
+from durable_effect.storage._checks import check_limit, check_listing
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
@@ -536,8 +537,7 @@ class PostgresStorage(Storage):
     ) -> Sequence[Claimed]:
         moment = instant(now)
         expires_at = moment + ttl_of(ttl)
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        check_limit(limit)
         check_owner(owner)
         self._require_open("claim_due")
         if limit == 0:
@@ -599,11 +599,7 @@ class PostgresStorage(Storage):
         limit: int | None = None,
     ) -> Sequence[str]:
         self._require_open("list_instances")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        check_text(prefix, "prefix")
-        if after is not None:
-            check_text(after, "after")
+        check_listing(prefix, after, limit)
         if "\x00" in prefix or limit == 0:
             return []  # ids never hold NUL
         # Ids hold no NUL, so ``id > a + "\0" + b`` is ``id > a``.

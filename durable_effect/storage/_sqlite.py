@@ -32,6 +32,8 @@ from typing import Any, Final, Literal, Self, TypeVar
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
 from durable_effect.storage._checks import check_id as _check_id
+from durable_effect.storage._checks import check_limit as _check_limit
+from durable_effect.storage._checks import check_listing as _check_listing
 from durable_effect.storage._checks import check_text as _check_text
 from durable_effect.storage._checks import instant as _instant
 from durable_effect.storage._checks import ttl_of as _ttl
@@ -321,8 +323,7 @@ class SqliteStorage(Storage):
     ) -> Sequence[Claimed]:
         moment = _instant(now)
         expires_at = moment + _ttl(ttl)
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        _check_limit(limit)
         _check_text(owner, "owner")
         if limit == 0:
             self._check_open("claim_due")
@@ -391,9 +392,7 @@ class SqliteStorage(Storage):
         limit: int | None = None,
     ) -> Sequence[str]:
         self._check_open("list_instances")
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        _check_text(prefix, "prefix")
+        _check_listing(prefix, after, limit)
         conditions = ["instance_id >= ?"]
         params: list[object] = [prefix]
         upper = _prefix_upper(prefix)
@@ -401,7 +400,6 @@ class SqliteStorage(Storage):
             conditions.append("instance_id < ?")
             params.append(upper)
         if after is not None:
-            _check_text(after, "after")
             conditions.append("instance_id > ?")
             params.append(after)
         where = " AND ".join(conditions)

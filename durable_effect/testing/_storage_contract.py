@@ -681,6 +681,15 @@ class StorageContract:
         assert list(await storage.list_instances("zzz")) == []
         assert list(await storage.list_instances("a", limit=0)) == []
 
+    async def test_list_instances_refuses_bad_arguments_alike(self, storage: Storage) -> None:
+        bad = "lone \ud800 surrogate"
+        with pytest.raises(ValueError, match="limit"):
+            await storage.list_instances("a", limit=-1)
+        with pytest.raises(ValueError, match="prefix"):
+            await storage.list_instances(bad)
+        with pytest.raises(ValueError, match="after"):
+            await storage.list_instances("a", after=bad)
+
     # -- change notification ---------------------------------------------------------------
 
     async def test_wait_for_change_wakes_after_a_commit_that_sets_an_alarm(
