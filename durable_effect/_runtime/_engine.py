@@ -117,7 +117,9 @@ class Engine:
     ) -> Effect[R, Err | StorageError]:
         """``call`` once the in-process locks of ``ids`` are held."""
         single = len(ids) == 1
-        kept = await self.kept.take(ids[0], self.clock.now()) if single and self.kept else None
+        kept = (
+            await self.kept.take(ids[0], self.clock.now()) if single and self.kept.holding else None
+        )
         if kept is not None:
             leases = [kept[0]]
             snapshots: Mapping[str, InstanceSnapshot] = {ids[0]: kept[1]}

@@ -75,11 +75,10 @@ class KeptLeases:
     def enabled(self) -> bool:
         return self.linger > 0
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def __contains__(self, instance_id: object) -> bool:
-        return instance_id in self._kept
+    @property
+    def holding(self) -> bool:
+        """Whether any lease is kept right now."""
+        return bool(self._kept)
 
     def may_keep(
         self, lease: Lease, now: datetime, *, exists: bool, alarm_at: datetime | None
