@@ -121,7 +121,7 @@ class _Sql:
         self.select_version = compose(q.SELECT_VERSION)
         self.set_version = compose(q.SET_VERSION)
         # The operations: ``render`` turns them into bytes once the server is reachable.
-        self.acquire: Composed | bytes = compose(q.ACQUIRE)
+        self.acquire: Composed | bytes = with_channel(q.ACQUIRE)
         self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE)
         self.commit_one: Composed | bytes = with_channel(q.COMMIT_ONE)
         self.claim_due: Composed | bytes = compose(q.CLAIM_DUE)

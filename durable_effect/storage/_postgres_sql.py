@@ -1,13 +1,15 @@
 """Every SQL statement of `PostgresStorage`, as named templates, and the schema migrations.
 
 ``{schema}`` in a template is replaced by the quoted schema name when the storage is built
-(``psycopg.sql.SQL(template).format(schema=Identifier(name))``), ``{channel}`` in the two
-single-instance calls by the notify channel as a string literal (a checked identifier);
+(``psycopg.sql.SQL(template).format(schema=Identifier(name))``), ``{channel}`` in the
+acquire and single-instance commit calls by the notify channel as a string literal (a
+checked identifier);
 nothing else is ever interpolated: values travel as parameters (``%s``, or ``%b`` in binary
 format). The templates therefore contain no other braces.
 
 Schema (version 3; see ``docs/postgres.md``; version 2 added commit guards to
-``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``):
+``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``, and the
+``want:<id>`` notification of an ``acquire`` that finds a lease held):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -490,19 +492,72 @@ BEGIN
 END
 $fn$"""
 
+# ``acquire`` of several ids signals ``want:<id>`` too, for each id it found held.
+_V3_DROP_ACQUIRE: Final = """
+DROP FUNCTION {schema}.acquire(text[], text, timestamptz, timestamptz)"""
+
+_V3_ACQUIRE: Final = """
+CREATE FUNCTION {schema}.acquire(
+    p_ids text[], p_owner text, p_now timestamptz, p_expires timestamptz, p_channel text
+) RETURNS TABLE (instance_id text, generation bigint, due_at timestamptz, key text, value bytea)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_held boolean := false;
+    v_id text;
+BEGIN
+    -- A plain read first: a live lease answers "held" without locking anything. (Locking
+    -- the existing rows here would take them out of id order with the inserts below.)
+    FOR v_id IN
+        SELECT l.instance_id FROM {schema}.leases AS l
+        WHERE l.instance_id = ANY (p_ids) AND l.expires_at > p_now
+    LOOP
+        PERFORM pg_notify(p_channel, 'want:' || v_id);
+        v_held := true;
+    END LOOP;
+    IF v_held THEN
+        RETURN;
+    END IF;
+    IF cardinality(p_ids) = 1 THEN
+        -- One id: granted or not, never half-granted.
+        IF {schema}.grant_leases(p_ids, p_owner, p_now, p_expires) = 0 THEN
+            RETURN;
+        END IF;
+    ELSE
+        -- Several: a grant made elsewhere since the read may leave ours partial. Undo it in
+        -- a subtransaction (only this case pays for one).
+        BEGIN
+            IF {schema}.grant_leases(p_ids, p_owner, p_now, p_expires)
+                    < cardinality(p_ids) THEN
+                RAISE EXCEPTION 'partial grant' USING ERRCODE = 'DE001';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'DE001' THEN
+            RETURN;
+        END;
+    END IF;
+    -- A new statement, so a commit that held one of these leases until now is visible.
+    RETURN QUERY
+        SELECT l.instance_id, l.generation, a.due_at, r.key, r.value
+        FROM {schema}.leases AS l
+        LEFT JOIN {schema}.alarms AS a ON a.instance_id = l.instance_id
+        LEFT JOIN {schema}.records AS r ON r.instance_id = l.instance_id
+        WHERE l.instance_id = ANY (p_ids);
+END
+$fn$"""
+
 #: Statements of each schema version, applied in order (index 0 makes version 1).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
     (_V2_DROP_COMMIT, _V2_COMMIT),
-    (_V3_ACQUIRE_ONE, _V3_COMMIT_ONE),
+    (_V3_ACQUIRE_ONE, _V3_COMMIT_ONE, _V3_DROP_ACQUIRE, _V3_ACQUIRE),
 )
 
 # -- operations ------------------------------------------------------------------------------
 
-ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s)"
+ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s, {channel})"
 
 #: ``{channel}`` is the notify channel as a string literal (a checked identifier): one
-#: parameter less to adapt on the two hottest calls.
+#: parameter less to adapt on the hottest calls.
 ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%b::text, %b::text, %b, %b, {channel})"
 
 #: The payload prefix of the notification ``acquire_one`` sends when a lease is held.

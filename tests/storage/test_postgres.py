@@ -338,6 +338,18 @@ async def test_an_acquire_that_finds_a_lease_held_tells_every_listener_which(
 
     await asyncio.wait_for(seen.wait(), 5)
     assert wanted == ["busy 'one'"]  # the granted acquire signalled nothing
+    # An acquire of several ids signals each one it found held (and grants none).
+    seen.clear()
+    await lease_of(holder, "busy two")
+    assert (
+        await other.acquire(["x", "busy two", "busy 'one'"], owner="other", now=T0, ttl=TTL) is None
+    )
+    await asyncio.wait_for(seen.wait(), 5)
+    while len(wanted) < 3:
+        seen.clear()
+        await asyncio.wait_for(seen.wait(), 5)
+    assert sorted(wanted[1:]) == ["busy 'one'", "busy two"]
+    assert await other.acquire(["x"], owner="other", now=T0, ttl=TTL) is not None
 
 
 async def test_wait_for_change_falls_back_to_its_timeout(
