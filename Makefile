@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check durable_effect tests benchmarks
+	$(BIN)/ruff format --check durable_effect tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

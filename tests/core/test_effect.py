@@ -967,9 +967,7 @@ def test_from_result() -> None:
 
 def test_from_io_result() -> None:
     assert Effect.run_sync(Effect.from_io_result(IOSuccess(2))) == Success(2)
-    assert Effect.run_sync(Effect.from_io_result(IOFailure(Boom(code=2)))) == Failure(
-        Boom(code=2)
-    )
+    assert Effect.run_sync(Effect.from_io_result(IOFailure(Boom(code=2)))) == Failure(Boom(code=2))
 
 
 async def test_from_future_result_awaits_when_run() -> None:

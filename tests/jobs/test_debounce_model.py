@@ -197,9 +197,7 @@ class PostgresDebounceMachine(DebounceMachine):
     storage = "postgres"
 
 
-DebounceMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=40, deadline=None
-)
+DebounceMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
 SqliteDebounceMachine.TestCase.settings = settings(
     max_examples=10, stateful_step_count=25, deadline=None
 )

@@ -66,9 +66,7 @@ class Shipped(msgspec.Struct, tag=True):
 OrderEvent = OrderPlaced | PaymentReceived | Shipped
 
 
-def order_processor(
-    delivered: set[str], reminders: list[str]
-) -> TaskDefinition[Order, OrderEvent]:
+def order_processor(delivered: set[str], reminders: list[str]) -> TaskDefinition[Order, OrderEvent]:
     @Effect.gen
     def on_event(event: OrderEvent, ctx: TaskEventContext[Order]) -> Gen[None, ValidationError]:
         match event:
@@ -233,9 +231,7 @@ async def test_state_is_live_within_a_handler(kind: str, tmp_path: Path) -> None
         assert (await boxes.get_state("a")).state == Box(n=22)
 
 
-async def test_update_state_does_nothing_while_the_state_is_none(
-    kind: str, tmp_path: Path
-) -> None:
+async def test_update_state_does_nothing_while_the_state_is_none(kind: str, tmp_path: Path) -> None:
     calls: list[Box] = []
 
     def bump(s: Box) -> Box:
@@ -483,9 +479,7 @@ async def test_execute_can_schedule_itself_again(kind: str, tmp_path: Path) -> N
         assert (await boxes.status("a")).status == "idle"
 
 
-async def test_pre_execution_state_and_payloads_of_job_executed(
-    kind: str, tmp_path: Path
-) -> None:
+async def test_pre_execution_state_and_payloads_of_job_executed(kind: str, tmp_path: Path) -> None:
     @Effect.gen
     def execute(ctx: TaskContext[Box]) -> Gen[None, ValidationError]:
         yield from ctx.update_state(lambda s: Box(n=s.n + 100))

@@ -175,6 +175,7 @@ def _ident(name: str) -> sql.Identifier:
 
 async def query(url: str, statement: sql.Composed, params: tuple[Any, ...] = ()) -> list[Any]:
     """Rows of one statement on a fresh connection (retried while the server restarts)."""
+
     async def run() -> list[Any]:
         async with await psycopg.AsyncConnection.connect(
             url, autocommit=True, connect_timeout=5
@@ -218,9 +219,7 @@ async def states(url: str) -> dict[str, dict[str, Any]]:
 
 
 async def alarms(url: str) -> dict[str, datetime]:
-    rows = await query(
-        url, sql.SQL("SELECT instance_id, due_at FROM {}").format(_ident("alarms"))
-    )
+    rows = await query(url, sql.SQL("SELECT instance_id, due_at FROM {}").format(_ident("alarms")))
     return dict(rows)
 
 
@@ -236,9 +235,7 @@ def ticks_of(state: dict[str, Any]) -> list[tuple[int, datetime, int, datetime]]
 # -- the test ----------------------------------------------------------------------------------
 
 
-async def create_instances(
-    url: str, chain_first_at: datetime
-) -> dict[str, datetime]:
+async def create_instances(url: str, chain_first_at: datetime) -> dict[str, datetime]:
     """Start the tickers and the chains; the first tick of each ticker."""
     storage = PostgresStorage(url, max_size=8, schema=SCHEMA, notify_channel=SCHEMA)
     first_tick: dict[str, datetime] = {}
@@ -334,9 +331,7 @@ async def test_four_workers_one_database_sigkill_and_server_restart(
 
         # -- 1. SIGKILL one worker while it holds leases ----------------------------------------
         victim = children[0]
-        count_leases = sql.SQL("SELECT count(*) FROM {} WHERE owner = %s").format(
-            _ident("leases")
-        )
+        count_leases = sql.SQL("SELECT count(*) FROM {} WHERE owner = %s").format(_ident("leases"))
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
 
             async def victim_is_busy() -> bool:

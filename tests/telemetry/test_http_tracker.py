@@ -406,6 +406,7 @@ async def test_each_attempt_is_bounded_by_timeout(black_hole_url: str) -> None:
 
 async def test_events_buffered_outside_a_loop_are_sent_on_close(endpoint: Endpoint) -> None:
     tracker = tracker_for(endpoint.url)
+
     # a thread has no running loop: handle() only buffers
     def from_a_thread() -> None:
         for n in range(3):
