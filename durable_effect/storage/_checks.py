@@ -5,15 +5,24 @@ One copy for memory, SQLite and PostgreSQL, so the three refuse exactly the same
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from durable_effect.storage._port import InstanceWrite, Lease
+from durable_effect.storage._port import InstanceWrite, Keep, Lease
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_INDEX_ENTRIES",
+    "MAX_INDEX_KEY",
+    "MAX_INDEX_NAME",
+    "MAX_SCAN_INDEXES",
     "check_id",
+    "check_index",
+    "check_index_key",
+    "check_index_name",
+    "check_indexes",
+    "check_scan",
     "check_limit",
     "check_listing",
     "check_owner",
@@ -26,6 +35,13 @@ __all__ = [
 
 #: A stored instance id: a user id of 512 characters plus the job type and name.
 MAX_ID_LENGTH: Final = 1024
+#: Index names: 1..256 characters. Keys: at most 128 characters (kept short: every entry
+#: is a row of a B-tree ordered by name, key and instance id).
+MAX_INDEX_NAME: Final = 256
+MAX_INDEX_KEY: Final = 128
+#: Entries one instance may have; indexes one ``scan_index`` or ``count_index`` may name.
+MAX_INDEX_ENTRIES: Final = 1024
+MAX_SCAN_INDEXES: Final = 256
 
 
 def instant(value: datetime) -> datetime:
@@ -81,6 +97,67 @@ def check_listing(prefix: str, after: str | None, limit: int | None) -> None:
         check_text(after, "after")
 
 
+def check_index_name(name: object) -> str:
+    """An index name: a non-empty str of at most 256 characters, no NUL, valid unicode."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"index names are non-empty strings, got {name!r}")
+    if len(name) > MAX_INDEX_NAME or "\x00" in name:
+        raise ValueError(f"index names have at most {MAX_INDEX_NAME} characters and no NUL")
+    check_text(name, "index name")
+    return name
+
+
+def check_index_key(key: object) -> str:
+    """An index key: a str of at most 128 characters (empty allowed), no NUL, valid unicode."""
+    if not isinstance(key, str):
+        raise ValueError(f"index keys are strings, got {type(key).__name__}")
+    if len(key) > MAX_INDEX_KEY or "\x00" in key:
+        raise ValueError(f"index keys have at most {MAX_INDEX_KEY} characters and no NUL")
+    check_text(key, "index key")
+    return key
+
+
+def check_index(write: InstanceWrite) -> list[tuple[str, str]] | None:
+    """The ``(name, key)`` entries a write sets (sorted by name), ``None`` for ``KEEP``."""
+    index = write.index
+    if isinstance(index, Keep):
+        return None
+    if not isinstance(index, Mapping):
+        raise ValueError(f"index must be a mapping of index names to keys or KEEP, got {index!r}")
+    if len(index) > MAX_INDEX_ENTRIES:
+        raise ValueError(f"an instance has at most {MAX_INDEX_ENTRIES} index entries")
+    return sorted((check_index_name(n), check_index_key(k)) for n, k in index.items())
+
+
+def check_scan(
+    indexes: Sequence[str], limit: int, after: tuple[str, str] | None, until: str | None
+) -> list[str]:
+    """The arguments of ``scan_index``: the distinct index names, in the given order."""
+    names = check_indexes(indexes)
+    given: object = limit
+    if isinstance(given, bool) or not isinstance(given, int) or limit < 0:
+        raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+    if after is not None:
+        pair: object = after
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError(f"after must be a (key, instance_id) pair, got {after!r}")
+        check_index_key(after[0])
+        check_id(after[1])
+    if until is not None:
+        check_index_key(until)
+    return names
+
+
+def check_indexes(indexes: Sequence[str]) -> list[str]:
+    """Index names for a scan or a count: at most 256, each checked, repeats dropped."""
+    if isinstance(indexes, str) or not isinstance(indexes, Sequence):
+        raise ValueError(f"indexes must be a sequence of index names, got {indexes!r}")
+    names = list(dict.fromkeys(check_index_name(n) for n in indexes))
+    if len(names) > MAX_SCAN_INDEXES:
+        raise ValueError(f"at most {MAX_SCAN_INDEXES} indexes per scan or count")
+    return names
+
+
 def unique_ids(instance_ids: Iterable[str]) -> list[str]:
     """Checked ids, refusing repeats."""
     ids = [check_id(i) for i in instance_ids]
@@ -105,3 +182,4 @@ def validate_commit(leases: Sequence[Lease], writes: Sequence[InstanceWrite]) ->
                 raise ValueError(f"record values are bytes, got {type(value).__name__}")
         if isinstance(write.alarm, datetime):
             instant(write.alarm)
+        check_index(write)

@@ -23,14 +23,18 @@ shared between two objects.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Self
 
 from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.storage._checks import check_index as _check_index
+from durable_effect.storage._checks import check_indexes as _check_indexes
 from durable_effect.storage._checks import check_limit as _check_limit
 from durable_effect.storage._checks import check_listing as _check_listing
+from durable_effect.storage._checks import check_scan as _check_scan
 from durable_effect.storage._checks import check_text as _check_text
 from durable_effect.storage._checks import instant as _instant
 from durable_effect.storage._checks import ttl_of as _ttl
@@ -40,6 +44,7 @@ from durable_effect.storage._port import (
     Acquired,
     Claimed,
     GuardFailed,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Keep,
@@ -224,6 +229,63 @@ class MemoryStorage(Storage):
         )
         return ids if limit is None else ids[:limit]
 
+    # -- indexes ---------------------------------------------------------------------------
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        self._check_open("scan_index")
+        names = _check_scan(indexes, limit, after, until)
+        found: list[tuple[str, str, str]] = []
+        for name in names:
+            entries = self._shared.indexes.get(name, [])
+            if descending:
+                end = len(entries) if after is None else bisect.bisect_left(entries, after)
+                for key, instance_id in reversed(entries[max(0, end - limit) : end]):
+                    if until is not None and key < until:
+                        break
+                    found.append((key, instance_id, name))
+            else:
+                start = 0 if after is None else bisect.bisect_right(entries, after)
+                for key, instance_id in entries[start : start + limit]:
+                    if until is not None and key > until:
+                        break
+                    found.append((key, instance_id, name))
+        found.sort(reverse=descending)
+        out: dict[tuple[str, str], str] = {}  # a position several indexes hold comes once
+        for key, instance_id, name in found:
+            position = (key, instance_id)
+            if position in out:
+                out[position] = min(out[position], name)
+            elif len(out) == limit:
+                break
+            else:
+                out[position] = name
+        return [IndexHit(index=n, key=k, instance_id=i) for (k, i), n in out.items()]
+
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        self._check_open("count_index")
+        return {n: len(self._shared.indexes.get(n, ())) for n in _check_indexes(indexes)}
+
+    def _set_index(self, instance_id: str, entries: Mapping[str, str]) -> None:
+        """Make ``entries`` the whole set of index entries of ``instance_id``."""
+        shared = self._shared
+        for name, key in shared.entries.pop(instance_id, {}).items():
+            listed = shared.indexes[name]
+            del listed[bisect.bisect_left(listed, (key, instance_id))]
+            if not listed:
+                del shared.indexes[name]
+        if entries:
+            shared.entries[instance_id] = dict(entries)
+            for name, key in entries.items():
+                bisect.insort(shared.indexes.setdefault(name, []), (key, instance_id))
+
     # -- internals -------------------------------------------------------------------------
 
     def _check_open(self, operation: str) -> None:
@@ -280,6 +342,11 @@ class MemoryStorage(Storage):
             self._records[instance_id] = records
         else:
             self._records.pop(instance_id, None)
+        index = _check_index(write)
+        if index is not None:
+            self._set_index(instance_id, dict(index))
+        elif write.purge and instance_id in self._shared.entries:
+            self._set_index(instance_id, {})
         alarm = write.alarm
         if isinstance(alarm, Keep):
             return False
@@ -308,5 +375,8 @@ class _SharedStore:
         self.records: dict[str, dict[str, bytes]] = {}
         self.alarms: dict[str, datetime] = {}
         self.leases: dict[str, Lease] = {}
+        #: Index entries: by instance (name -> key), and by index (sorted (key, instance)).
+        self.entries: dict[str, dict[str, str]] = {}
+        self.indexes: dict[str, list[tuple[str, str]]] = {}
         self.generation = 0
         self.objects: weakref.WeakSet[MemoryStorage] = weakref.WeakSet()

@@ -20,6 +20,14 @@ contract suite that checks them):
   instance's current one (released, or taken over after expiry) raise ``LeaseLostError`` and
   change nothing.
 * **Atomicity** — ``commit`` applies every write of every instance in it, or none.
+* **Index entries** — an instance may be listed in named, ordered indexes, at most once per
+  index, under a key string: ``InstanceWrite.index`` (index name -> key) replaces all of the
+  instance's entries in the same commit as its records (atomically with them); a purge
+  without ``index`` drops them. ``scan_index`` reads entries in ``(key, instance_id)``
+  order, merged over several indexes, keyset-paged and limited, in time proportional to
+  the page; ``count_index`` counts the entries of indexes in time independent of their
+  size. Backends store the names and keys as opaque text: what an index means is decided
+  above this port.
 * **Guards** — ``commit(..., unless_present=[(instance_id, key), ...])`` applies nothing and
   raises `GuardFailed` when one of those records exists at commit time. The check and the
   writes are one atomic step with respect to every commit that writes the guarded record
@@ -47,6 +55,7 @@ __all__ = [
     "AlarmChange",
     "Claimed",
     "GuardFailed",
+    "IndexHit",
     "InstanceSnapshot",
     "InstanceWrite",
     "Keep",
@@ -120,7 +129,9 @@ class InstanceSnapshot:
 class InstanceWrite:
     """The changes one commit makes to one instance.
 
-    Applied in this order: ``purge`` (delete every record), ``deletes``, ``puts``, ``alarm``.
+    Applied in this order: ``purge`` (delete every record and index entry), ``deletes``,
+    ``puts``, ``alarm``, ``index``. ``index`` (index name -> key) becomes the instance's whole
+    set of index entries; ``KEEP`` leaves them as they are (or, with ``purge``, drops them).
     """
 
     instance_id: str
@@ -128,6 +139,16 @@ class InstanceWrite:
     deletes: frozenset[str] = frozenset()
     purge: bool = False
     alarm: AlarmChange = KEEP
+    index: Mapping[str, str] | Keep = KEEP
+
+
+@attrs.frozen(kw_only=True)
+class IndexHit:
+    """One entry found by ``scan_index``: the index, the entry's key and its instance."""
+
+    index: str
+    key: str
+    instance_id: str
 
 
 @attrs.frozen(kw_only=True)
@@ -265,6 +286,34 @@ class Storage(abc.ABC):
         """Ids of existing instances starting with ``prefix``, in ascending order.
 
         ``after`` resumes past that id (exclusive), ``limit`` bounds the page.
+        """
+
+    @abc.abstractmethod
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        """Up to ``limit`` entries of ``indexes`` (merged), ordered by ``(key, instance_id)``.
+
+        Ascending, or descending with ``descending``. ``after`` is a position
+        ``(key, instance_id)`` to resume past (exclusive, in the scan's direction);
+        ``until`` a key the scan stops at (inclusive: no key beyond it is returned). An
+        position listed in several of ``indexes`` (the same instance under the same key) is
+        returned once, with the least of those index names. The cost is
+        proportional to ``limit`` times the number of indexes, never to the index sizes.
+        """
+
+    @abc.abstractmethod
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        """How many entries each of ``indexes`` holds (0 for an unknown one).
+
+        In time independent of the number of entries (backends keep counts in the commits
+        that change them).
         """
 
     async def __aenter__(self) -> Storage:

@@ -29,12 +29,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 from durable_effect.errors import StorageError
+from durable_effect.storage import _postgres_index_sql as ix
 from durable_effect.storage import _postgres_sql as q
-from durable_effect.storage._checks import check_limit, check_listing
+from durable_effect.storage._checks import (
+    MAX_INDEX_KEY,
+    check_indexes,
+    check_limit,
+    check_listing,
+    check_scan,
+)
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
     GuardFailed,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Lease,
@@ -131,6 +139,9 @@ class _Sql:
         self.load: Composed | bytes = compose(q.LOAD)
         self.next_alarm_at: Composed | bytes = compose(q.NEXT_ALARM_AT)
         self.list_instances: Composed | bytes = compose(q.LIST_INSTANCES)
+        self.scan_index_asc: Composed | bytes = compose(ix.SCAN_INDEX_ASC)
+        self.scan_index_desc: Composed | bytes = compose(ix.SCAN_INDEX_DESC)
+        self.count_index: Composed | bytes = compose(ix.COUNT_INDEX)
         self.listen = sql.SQL(q.LISTEN).format(channel=sql.Identifier(channel))
 
     def render(self, conn: AsyncConnection[TupleRow]) -> None:
@@ -156,7 +167,14 @@ _OPERATIONS: Final = (
     "load",
     "next_alarm_at",
     "list_instances",
+    "scan_index_asc",
+    "scan_index_desc",
+    "count_index",
 )
+
+#: Above every index key (keys have at most `MAX_INDEX_KEY` characters): the bound a scan
+#: uses when it has none.
+_ABOVE_EVERY_KEY: Final = "\U0010ffff" * (MAX_INDEX_KEY + 1)
 
 
 class PostgresStorage(Storage):
@@ -486,6 +504,10 @@ class PostgresStorage(Storage):
             self.notify_channel,
             [i for i, _ in guards],
             [k for _, k in guards],
+            plan.index_ids,
+            plan.entry_ids,
+            plan.entry_names,
+            plan.entry_keys,
         )
 
         async def work(conn: AsyncConnection[TupleRow]) -> int | None:
@@ -514,6 +536,9 @@ class PostgresStorage(Storage):
             alarm_change,
             plan.alarm_ats[0] if alarm_change else None,
             release,
+            bool(plan.index_ids),
+            plan.entry_names or None,
+            plan.entry_keys or None,
         )
 
         async def work(conn: AsyncConnection[TupleRow]) -> bool:
@@ -615,6 +640,55 @@ class PostgresStorage(Storage):
             return [row[0] for row in rows]
 
         return await self._run("list_instances", work, idempotent=True)
+
+    # -- indexes ---------------------------------------------------------------------------
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        self._require_open("scan_index")
+        names = check_scan(indexes, limit, after, until)
+        if not names or limit == 0:
+            return []
+        if descending:
+            start = (_ABOVE_EVERY_KEY, "") if after is None else after
+            stop = "" if until is None else until
+        else:
+            start = ("", "") if after is None else after
+            stop = _ABOVE_EVERY_KEY if until is None else until
+        params: dict[str, object] = {
+            "names": names,
+            "after_key": start[0],
+            "after_id": start[1],
+            "until": stop,
+            "limit": limit,
+        }
+        sql = self._sql.scan_index_desc if descending else self._sql.scan_index_asc
+
+        async def work(conn: AsyncConnection[TupleRow]) -> list[IndexHit]:
+            rows = await (await conn.execute(sql, params)).fetchall()
+            return [IndexHit(index=n, key=k, instance_id=i) for n, k, i in rows]
+
+        return await self._run("scan_index", work, idempotent=True)
+
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        self._require_open("count_index")
+        names = check_indexes(indexes)
+        if not names:
+            return {}
+
+        async def work(conn: AsyncConnection[TupleRow]) -> dict[str, int]:
+            rows = await (await conn.execute(self._sql.count_index, (names,))).fetchall()
+            return {str(n): int(c) for n, c in rows}
+
+        found = await self._run("count_index", work, idempotent=True)
+        return {n: found.get(n, 0) for n in names}
 
     # -- connections -----------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ checked identifier);
 nothing else is ever interpolated: values travel as parameters (``%s``, or ``%b`` in binary
 format). The templates therefore contain no other braces.
 
-Schema (version 3; see ``docs/postgres.md``; version 2 added commit guards to
+Schema (version 4; see ``docs/postgres.md``; version 2 added commit guards to
 ``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``, and the
-``want:<id>`` notification of an ``acquire`` that finds a lease held):
+``want:<id>`` notification of an ``acquire`` that finds a lease held, version 4 the index
+entries and their counts):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -19,6 +20,9 @@ Schema (version 3; see ``docs/postgres.md``; version 2 added commit guards to
   released leases are deleted.
 * ``generations`` — the sequence every lease grant draws its generation from.
 * ``meta(key, value)`` — ``schema_version``.
+* ``index_entries(instance_id, name, key)`` (primary key ``(instance_id, name)``), the index
+  ``index_order(name, key, instance_id)`` that scans read, and ``index_counts(name, shard,
+  n)`` — each index's size, kept by ``set_index`` in the commits.
 * Functions ``acquire`` (with its helper ``grant_leases``), ``claim_due`` and
   ``commit_writes`` — and ``acquire_one`` and ``commit_one``, the same for one instance
   without the arrays — that do one operation each in a single round trip (PL/pgSQL: each
@@ -38,8 +42,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from durable_effect.storage import _postgres_index_sql as ix
+
 #: The version of the schema this library writes (``len(MIGRATIONS)``).
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
 MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
@@ -550,6 +556,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
     (_V2_DROP_COMMIT, _V2_COMMIT),
     (_V3_ACQUIRE_ONE, _V3_COMMIT_ONE, _V3_DROP_ACQUIRE, _V3_ACQUIRE),
+    (
+        *ix.V4_TABLES,
+        "ALTER TABLE {schema}.index_counts SET (" + ", ".join(HOT_TABLE_OPTIONS) + ")",
+        ix.V4_SET_INDEX,
+        *ix.V4_DROP_COMMITS,
+        ix.V4_COMMIT,
+        ix.V4_COMMIT_ONE,
+    ),
 )
 
 # -- operations ------------------------------------------------------------------------------
@@ -570,7 +584,8 @@ SELECT {schema}.commit_one(
     %b::text, %b::text, %b::bigint,
     %b::boolean, %b::text[], %b::text[], %b::bytea[],
     %b::boolean, %b::timestamptz,
-    %b::boolean, {channel}
+    %b::boolean, {channel},
+    %b::boolean, %b::text[], %b::text[]
 )"""
 
 CLAIM_DUE: Final = "SELECT * FROM {schema}.claim_due(%s, %s::text, %s, %s::integer)"
@@ -583,7 +598,8 @@ SELECT {schema}.commit_writes(
     %s::text[], %s::text[], %s::bytea[],
     %s::text[], %s::timestamptz[],
     %s::boolean, %s::text,
-    %s::text[], %s::text[]
+    %s::text[], %s::text[],
+    %s::text[], %s::text[], %s::text[], %s::text[]
 )"""
 
 EXTEND: Final = """

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from durable_effect.errors import LeaseLostError
 from durable_effect.storage._checks import (
     check_id,
+    check_index,
     check_owner,
     check_text,
     instant,
@@ -77,9 +78,10 @@ def group(rows: Iterable[tuple[Any, ...]]) -> dict[str, Found]:
 class Plan:
     """The writes of one commit folded per instance into the arrays ``commit_writes`` takes.
 
-    Several writes to one instance apply in order (each one's purge, deletes, puts, alarm), so
-    they fold into one: a purge forgets what came before it, a delete cancels an earlier put,
-    the last alarm change wins.
+    Several writes to one instance apply in order (each one's purge, deletes, puts, alarm,
+    index), so they fold into one: a purge forgets what came before it, a delete cancels an
+    earlier put, the last alarm change and the last index set win (a purge sets an empty
+    one). ``index_ids`` are the instances whose entries are replaced by ``entry_*``.
     """
 
     def __init__(self, writes: Sequence[InstanceWrite]) -> None:
@@ -87,12 +89,14 @@ class Plan:
         deletes: dict[str, set[str]] = {}
         puts: dict[str, dict[str, bytes]] = {}
         alarms: dict[str, datetime | None] = {}
+        indexes: dict[str, list[tuple[str, str]]] = {}
         for write in writes:
             i = write.instance_id
             if write.purge:
                 purges.add(i)
                 deletes.pop(i, None)
                 puts.pop(i, None)
+                indexes[i] = []
             for key in write.deletes:
                 puts.get(i, {}).pop(key, None)
                 deletes.setdefault(i, set()).add(key)
@@ -100,7 +104,15 @@ class Plan:
                 puts.setdefault(i, {})[key] = bytes(value)
             if not isinstance(write.alarm, Keep):
                 alarms[i] = None if write.alarm is None else instant(write.alarm)
+            entries = check_index(write)
+            if entries is not None:
+                indexes[i] = entries
         self.purge_ids = sorted(purges)
+        self.index_ids = sorted(indexes)
+        rows = [(i, name, key) for i in self.index_ids for name, key in indexes[i]]
+        self.entry_ids = [i for i, _, _ in rows]
+        self.entry_names = [name for _, name, _ in rows]
+        self.entry_keys = [key for _, _, key in rows]
         dropped = [
             (i, key)
             for i, keys in deletes.items()

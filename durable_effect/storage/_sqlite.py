@@ -32,8 +32,11 @@ from typing import Any, Final, Literal, Self, TypeVar
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
 from durable_effect.storage._checks import check_id as _check_id
+from durable_effect.storage._checks import check_index as _check_index
+from durable_effect.storage._checks import check_indexes as _check_indexes
 from durable_effect.storage._checks import check_limit as _check_limit
 from durable_effect.storage._checks import check_listing as _check_listing
+from durable_effect.storage._checks import check_scan as _check_scan
 from durable_effect.storage._checks import check_text as _check_text
 from durable_effect.storage._checks import instant as _instant
 from durable_effect.storage._checks import ttl_of as _ttl
@@ -42,6 +45,7 @@ from durable_effect.storage._port import (
     Acquired,
     Claimed,
     GuardFailed,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Keep,
@@ -60,6 +64,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _CHUNK: Final = 500  # ids per IN (...) list
 _INLINE_READ: Final = 16  # a ``load`` of at most this many ids may run on the event loop
+_INLINE_SCAN: Final = 1000  # a ``scan_index`` reading at most this many rows, likewise
 #: Whether a record exists (a commit guard; local here to keep the guard in the commit path).
 _HAS_RECORD: Final = "SELECT 1 FROM records WHERE instance_id = ? AND key = ?"
 
@@ -286,7 +291,7 @@ class SqliteStorage(Storage):
             elif not guards:
                 for lease in leases:
                     _check_current(conn, lease)
-            for instance_id, purge, deletes, puts, alarm in rows:
+            for instance_id, purge, deletes, puts, alarm, index in rows:
                 if purge:
                     conn.execute(schema.PURGE_RECORDS, (instance_id,))
                 if deletes:
@@ -299,6 +304,10 @@ class SqliteStorage(Storage):
                     conn.execute(schema.DELETE_ALARM, (instance_id,))
                 elif not isinstance(alarm, Keep):
                     conn.execute(schema.PUT_ALARM, (instance_id, alarm))
+                if purge or index is not None:
+                    conn.execute(schema.CLEAR_INDEX, (instance_id,))
+                    if index:
+                        conn.executemany(schema.PUT_INDEX, [(instance_id, n, k) for n, k in index])
             if release and not single:
                 conn.executemany(
                     schema.DELETE_LEASE, [(x.instance_id, x.owner, x.generation) for x in leases]
@@ -415,6 +424,56 @@ class SqliteStorage(Storage):
 
         return await self._group.call(reading("list_instances", read))
 
+    # -- indexes ---------------------------------------------------------------------------
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        self._check_open("scan_index")
+        names = _check_scan(indexes, limit, after, until)
+        if not names or limit == 0:
+            return []
+        sql = schema.scan_sql(
+            len(names), after=after is not None, until=until is not None, descending=descending
+        )
+        arm: list[object] = []
+        if after is not None:
+            arm.extend(after)
+        if until is not None:
+            arm.append(until)
+        arm.append(limit)
+        params: list[object] = []
+        for name in names:
+            params.append(name)
+            params.extend(arm)
+        if len(names) > 1:
+            params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> Sequence[IndexHit]:
+            rows = conn.execute(sql, params).fetchall()
+            return [IndexHit(index=n, key=k, instance_id=i) for n, k, i in rows]
+
+        return await self._group.read("scan_index", read, inline=limit * len(names) <= _INLINE_SCAN)
+
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        self._check_open("count_index")
+        names = _check_indexes(indexes)
+        if not names:
+            return {}
+        sql = schema.COUNT_INDEX.format(marks=", ".join("?" * len(names)))
+
+        def read(conn: sqlite3.Connection) -> Mapping[str, int]:
+            found = dict(conn.execute(sql, names).fetchall())
+            return {n: int(found.get(n, 0)) for n in names}
+
+        return await self._group.read("count_index", read, inline=True)
+
     # -- internals -------------------------------------------------------------------------
 
     def _check_open(self, operation: str) -> asyncio.AbstractEventLoop:
@@ -510,7 +569,14 @@ def _snapshots(
     }
 
 
-_WriteRows = tuple[str, bool, Sequence[str], Sequence[tuple[str, bytes]], int | Keep | None]
+_WriteRows = tuple[
+    str,
+    bool,
+    Sequence[str],
+    Sequence[tuple[str, bytes]],
+    int | Keep | None,
+    Sequence[tuple[str, str]] | None,
+]
 _NONE: Final[tuple[Any, ...]] = ()
 
 
@@ -533,14 +599,15 @@ def _commit_rows(
             raise ValueError(f"write for {instance_id!r} is not covered by a lease")
         puts = [(_key(k), _blob(v)) for k, v in write.puts.items()] if write.puts else _NONE
         deletes = sorted(_key(key) for key in write.deletes) if write.deletes else _NONE
+        index = None if isinstance(write.index, Keep) else _check_index(write)
         alarm = write.alarm
         if isinstance(alarm, datetime):
             alarm_changed = True
-            rows.append((instance_id, write.purge, deletes, puts, _to_us(alarm)))
+            rows.append((instance_id, write.purge, deletes, puts, _to_us(alarm), index))
         else:
             alarm_changed |= alarm is None
-            rows.append((instance_id, write.purge, deletes, puts, alarm))
-        weight += 1 + len(puts) + len(deletes)
+            rows.append((instance_id, write.purge, deletes, puts, alarm, index))
+        weight += 1 + len(puts) + len(deletes) + (0 if index is None else len(index))
     return rows, weight, alarm_changed
 
 

@@ -24,6 +24,7 @@ from durable_effect.errors import StorageError
 __all__ = [
     "CHECKPOINT",
     "PRAGMAS",
+    "scan_sql",
     "SCHEMA_VERSION",
     "close_writer",
     "connect_reader",
@@ -58,6 +59,35 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             expires_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0)",
+    ),
+    # Version 2: index entries and their counts (kept by triggers, in the same transaction).
+    (
+        """CREATE TABLE IF NOT EXISTS index_entries (
+            instance_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            key TEXT NOT NULL,
+            PRIMARY KEY (instance_id, name)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS index_order ON index_entries (name, key, instance_id)",
+        """CREATE TABLE IF NOT EXISTS index_counts (
+            name TEXT NOT NULL PRIMARY KEY,
+            n INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TRIGGER IF NOT EXISTS index_entry_added AFTER INSERT ON index_entries BEGIN
+            INSERT INTO index_counts (name, n) VALUES (new.name, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        END""",
+        """CREATE TRIGGER IF NOT EXISTS index_entry_removed AFTER DELETE ON index_entries BEGIN
+            UPDATE index_counts SET n = n - 1 WHERE name = old.name;
+            DELETE FROM index_counts WHERE name = old.name AND n = 0;
+        END""",
+        """CREATE TRIGGER IF NOT EXISTS index_entry_moved
+        AFTER UPDATE OF name ON index_entries WHEN new.name IS NOT old.name BEGIN
+            UPDATE index_counts SET n = n - 1 WHERE name = old.name;
+            DELETE FROM index_counts WHERE name = old.name AND n = 0;
+            INSERT INTO index_counts (name, n) VALUES (new.name, 1)
+            ON CONFLICT (name) DO UPDATE SET n = n + 1;
+        END""",
     ),
 )
 
@@ -120,6 +150,40 @@ CLAIM: Final = (
     " ORDER BY due.due_at, due.instance_id"
 )
 NEXT_ALARM: Final = "SELECT MIN(due_at) FROM alarms"
+#: Drop every index entry of an instance (before writing its new set, or with a purge).
+CLEAR_INDEX: Final = "DELETE FROM index_entries WHERE instance_id = ?"
+PUT_INDEX: Final = "INSERT INTO index_entries (instance_id, name, key) VALUES (?, ?, ?)"
+COUNT_INDEX: Final = "SELECT name, n FROM index_counts WHERE name IN ({marks})"
+
+
+def scan_sql(indexes: int, *, after: bool, until: bool, descending: bool) -> str:
+    """``scan_index`` over ``indexes`` names: one limited, index-ordered scan per name,
+    merged (each arm reads at most ``limit`` rows of ``index_order``; the merge sorts at
+    most ``indexes * limit`` rows).
+
+    Parameters, per name: the name, then ``after`` (key, instance id) and ``until`` when
+    given, then the limit; and last the overall limit when there are several names.
+    """
+    way = "DESC" if descending else "ASC"
+    past = "<" if descending else ">"
+    stop = ">=" if descending else "<="
+    where = "name = ?"
+    if after:
+        where += f" AND (key, instance_id) {past} (?, ?)"
+    if until:
+        where += f" AND key {stop} ?"
+    arm = (
+        f"SELECT name, key, instance_id FROM index_entries WHERE {where}"
+        f" ORDER BY key {way}, instance_id {way} LIMIT ?"
+    )
+    if indexes == 1:
+        return arm
+    arms = " UNION ALL ".join([f"SELECT * FROM ({arm})"] * indexes)
+    # A position held by several of the indexes is returned once (with the least name).
+    return (
+        f"SELECT min(name), key, instance_id FROM ({arms}) GROUP BY key, instance_id"
+        f" ORDER BY key {way}, instance_id {way} LIMIT ?"
+    )
 
 
 # -- connections ---------------------------------------------------------------------------

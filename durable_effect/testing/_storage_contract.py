@@ -45,6 +45,7 @@ from durable_effect.storage._port import (
     Lease,
     Storage,
 )
+from durable_effect.testing._index_contract import IndexContract
 
 __all__ = ["StorageContract"]
 
@@ -122,10 +123,11 @@ async def _write_flag_then_look(storage: Storage, lease: Lease, target: str) -> 
     return "done" in (await storage.load([target]))[target].records
 
 
-class StorageContract:
+class StorageContract(IndexContract):
     """Tests every `Storage` backend must pass; subclass with a ``storage`` fixture.
 
-    Subclasses set ``__test__ = True`` and may override `peer`.
+    Subclasses set ``__test__ = True`` and may override `peer`. The index tests come from
+    `IndexContract` (``durable_effect.testing._index_contract``).
     """
 
     __test__: ClassVar[bool] = False

@@ -134,8 +134,15 @@ async def test_hot_tables_get_their_storage_and_autovacuum_options(pg_store: PgS
         pg_store.schema,
     )
     options = {str(name): value for name, value in rows}
-    assert set(options) == {"alarms", "leases", "meta", "records"}
-    for table in ("alarms", "leases"):
+    assert set(options) == {
+        "alarms",
+        "index_counts",
+        "index_entries",
+        "leases",
+        "meta",
+        "records",
+    }
+    for table in ("alarms", "leases", "index_counts"):
         assert options[table] == list(q.HOT_TABLE_OPTIONS)
         assert {
             "fillfactor=70",
@@ -143,13 +150,20 @@ async def test_hot_tables_get_their_storage_and_autovacuum_options(pg_store: PgS
             "autovacuum_vacuum_cost_delay=0",
         } <= set(q.HOT_TABLE_OPTIONS)
     assert options["records"] is None
+    assert options["index_entries"] is None
     indexes = query(
         pg_store.url,
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'alarms_due'",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s"
+        " AND indexname IN ('alarms_due', 'index_order') ORDER BY indexname",
         pg_store.schema,
     )
+    schema = pg_store.schema
     assert indexes == [
-        (f"CREATE INDEX alarms_due ON {pg_store.schema}.alarms USING btree (due_at, instance_id)",)
+        (f"CREATE INDEX alarms_due ON {schema}.alarms USING btree (due_at, instance_id)",),
+        (
+            f"CREATE INDEX index_order ON {schema}.index_entries"
+            " USING btree (name, key, instance_id)",
+        ),
     ]
 
 

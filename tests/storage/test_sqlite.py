@@ -24,6 +24,7 @@ from durable_effect.storage import (
     Storage,
     open_storage,
 )
+from durable_effect.storage import _sqlite_schema as schema
 from durable_effect.storage._sqlite import SCHEMA_VERSION
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -118,6 +119,10 @@ async def test_schema_is_recorded_and_narrow(storage: SqliteStorage) -> None:
         assert columns("leases") == ["instance_id", "owner", "generation", "expires_at"]
         index = [row[2] for row in raw.execute("PRAGMA index_info(alarms_due)")]
         assert index == ["due_at", "instance_id"]
+        assert columns("index_entries") == ["instance_id", "name", "key"]
+        assert columns("index_counts") == ["name", "n"]
+        order = [row[2] for row in raw.execute("PRAGMA index_info(index_order)")]
+        assert order == ["name", "key", "instance_id"]
         micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
         assert raw.execute("SELECT due_at FROM alarms").fetchall() == [(micros,)]
     finally:
@@ -129,6 +134,49 @@ async def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
     for _ in range(3):
         async with SqliteStorage(path):
             pass
+    raw = _raw(path)
+    try:
+        rows = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        assert rows == [(SCHEMA_VERSION,)]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+async def test_an_older_schema_is_migrated_with_its_data(tmp_path: Path, version: int) -> None:
+    """A file made by an older release opens at the current version, its data intact."""
+    path = tmp_path / "old.db"
+    raw = _raw(path)
+    try:
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.execute(schema._CREATE_META)
+        for statements in schema._MIGRATIONS[:version]:
+            for statement in statements:
+                raw.execute(statement)
+        raw.execute("INSERT INTO meta VALUES ('schema_version', ?)", (version,))
+        raw.execute("INSERT INTO records VALUES ('old', 'k', x'76'), ('old', 'j', x'')")
+        raw.execute("INSERT INTO alarms VALUES ('old', 0)")
+    finally:
+        raw.close()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    async with SqliteStorage(path) as storage:
+        (snapshot,) = (await storage.load(["old"])).values()
+        assert snapshot.records == {"k": b"v", "j": b""}
+        assert snapshot.alarm_at == epoch
+        # every operation of the current version works on the migrated file
+        got = await storage.acquire(["old", "new"], owner="w", now=T0, ttl=TTL)
+        assert got is not None
+        await storage.commit(
+            got.leases,
+            [
+                InstanceWrite(instance_id="old", puts={"k": b"w"}, index={"i": "2"}),
+                InstanceWrite(instance_id="new", puts={"n": b"1"}, index={"i": "1"}),
+            ],
+        )
+        assert [h.instance_id for h in await storage.scan_index(["i"], limit=5)] == ["new", "old"]
+        assert await storage.count_index(["i"]) == {"i": 2}
+        claimed = await storage.claim_due(now=T0, owner="w", ttl=TTL, limit=10)
+        assert [c.lease.instance_id for c in claimed] == ["old"]
     raw = _raw(path)
     try:
         rows = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
