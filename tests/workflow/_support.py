@@ -17,6 +17,7 @@ from durable_effect.jobs._base import JobDefinition
 from durable_effect.storage import (
     Acquired,
     Claimed,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Lease,
@@ -200,3 +201,21 @@ class CrashableStorage(Storage):
     ) -> Sequence[str]:
         self._check("list_instances")
         return await self.inner.list_instances(prefix, after=after, limit=limit)
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        self._check("scan_index")
+        return await self.inner.scan_index(
+            indexes, limit=limit, after=after, until=until, descending=descending
+        )
+
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        self._check("count_index")
+        return await self.inner.count_index(indexes)
