@@ -1,8 +1,9 @@
-"""`Effect[A, E]`: lazy, typed programs, and the explicit-stack interpreter that runs them.
+"""`Effect[A, E]`: lazy, typed programs — the data type, its constructors and combinators.
 
 An ``Effect[A, E]`` describes a program that succeeds with ``A`` or fails with a typed error
 ``E`` (``Never`` by default). Nothing runs until ``run_sync``/``run_async``/``run_promise``
-(or ``await eff``) interprets it, and the same value can be run any number of times.
+(or ``await eff``) hands it to the interpreter (``_interpreter``), and the same value can be
+run any number of times.
 
 Exceptions escaping user thunks are *defects*: they are never turned into typed failures.
 They propagate out of the run functions as the original exception (finalizers run first).
@@ -28,9 +29,9 @@ import asyncio
 import contextlib
 import functools
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Never, NoReturn, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Never, cast, overload
 
 import attrs
 from returns.future import FutureResult
@@ -40,12 +41,30 @@ from returns.result import Failure, Result, Success
 from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from durable_effect import _clock, _log
+from durable_effect._exit import Exit
+from durable_effect._interpreter import ASYNC as _ASYNC
+from durable_effect._interpreter import ASYNC_EFFECT as _ASYNC_EFFECT
+from durable_effect._interpreter import CATCH as _CATCH
+from durable_effect._interpreter import CATCH_TAG as _CATCH_TAG
+from durable_effect._interpreter import ENSURING as _ENSURING
+from durable_effect._interpreter import EXIT_OF as _EXIT_OF
+from durable_effect._interpreter import FAIL as _FAIL
+from durable_effect._interpreter import FLAT_MAP as _FLAT_MAP
+from durable_effect._interpreter import GEN as _GEN
+from durable_effect._interpreter import LOG as _LOG
+from durable_effect._interpreter import MAP as _MAP
+from durable_effect._interpreter import SUCCEED as _SUCCEED
+from durable_effect._interpreter import SUSPEND as _SUSPEND
+from durable_effect._interpreter import SYNC as _SYNC
+from durable_effect._interpreter import TRY as _TRY
+from durable_effect._interpreter import TRY_ASYNC as _TRY_ASYNC
+from durable_effect._interpreter import Node, run_exit, run_promise, run_sync_exit
+from durable_effect.errors import TimeoutException
 
 if TYPE_CHECKING:
     from durable_effect._backoff import Retry
-    from durable_effect.errors import TimeoutException
 
-__all__ = ["Effect", "Err", "Gen", "Ok"]
+__all__ = ["Effect", "Err", "Gen", "Ok", "async_effect", "exit_of", "from_exit"]
 
 A = TypeVar("A", covariant=True)
 E = TypeVar("E", bound=BaseException, covariant=True, default=Never)
@@ -57,45 +76,17 @@ X = TypeVar("X")
 P = ParamSpec("P")
 ErrT = TypeVar("ErrT", bound=BaseException)
 
-# Opcodes. Plain ints compared with ``is``-free ``==`` on small ints: the fastest dispatch.
-_SUCCEED = 0
-_FAIL = 1
-_SYNC = 2
-_TRY = 3
-_SUSPEND = 4
-_FLAT_MAP = 5
-_MAP = 6
-_CATCH = 7
-_ENSURING = 8
-_GEN = 9
-_ASYNC = 10
-_TRY_ASYNC = 11
-_LOG = 12
-_GEN_FRAME = 13
-_RESTORE = 14
-_ASYNC_EFFECT = 15
-_CATCH_TAG = 16
-_EXIT_OF = 17
 
-
-class Effect(Generic[A, E]):
+class Effect(Node, Generic[A, E]):
     """A lazy, immutable program that succeeds with ``A`` or fails with ``E``.
 
     Build one with the static constructors, compose with the methods, run with
     ``Effect.run_sync`` / ``Effect.run_async`` / ``Effect.run_promise`` or ``await``.
+    (A ``Node`` of the interpreter: an opcode and its operands.)
     """
 
-    __slots__ = ("_a", "_b", "_op")
+    __slots__ = ()
     __match_args__ = ()
-
-    _op: int
-    _a: Any
-    _b: Any
-
-    def __init__(self, op: int, a: Any = None, b: Any = None) -> None:
-        self._op = op
-        self._a = a
-        self._b = b
 
     def __repr__(self) -> str:
         return f"<Effect op={self._op}>"
@@ -108,7 +99,7 @@ class Effect(Generic[A, E]):
 
     def __await__(self) -> Generator[Any, None, A]:
         """``await eff`` is ``await Effect.run_promise(eff)``."""
-        return run_promise(self).__await__()
+        return cast("Generator[Any, None, A]", run_promise(self).__await__())
 
     # -- constructors --------------------------------------------------------------------
 
@@ -363,7 +354,6 @@ class Effect(Generic[A, E]):
     def timeout(self, duration: timedelta | int | float | str) -> Effect[A, E | TimeoutException]:
         """Fail with ``TimeoutException`` if not finished within ``duration`` (runtime clock)."""
         from durable_effect._duration import Duration
-        from durable_effect.errors import TimeoutException
 
         delay = Duration.parse(duration)
         inner = self
@@ -379,7 +369,7 @@ class Effect(Generic[A, E]):
             finally:
                 timer.cancel()
             if task in done:
-                return _exit_to_effect(task.result())
+                return from_exit(task.result())
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -423,17 +413,23 @@ class Effect(Generic[A, E]):
 
         Typed failures come back as ``Failure(e)``; defects raise the original exception.
         """
-        return run_sync(effect)
+        exit_ = run_sync_exit(effect)
+        if exit_ is None:
+            raise RuntimeError(
+                "Effect.run_sync cannot run an effect that awaits (promise, sleep, timeout); "
+                "use `await Effect.run_async(eff)` or `await eff`"
+            )
+        return _to_result(exit_)
 
     @staticmethod
     async def run_async(effect: Effect[T, ErrT]) -> Result[T, ErrT]:
         """Run on the current event loop; ``Success(a)`` or ``Failure(e)``; defects raise."""
-        return _exit_to_result(await run_exit(effect))
+        return _to_result(await run_exit(effect))
 
     @staticmethod
     async def run_promise(effect: Effect[T, ErrT]) -> T:
         """Run and return the value; a typed failure is raised (``runPromise``)."""
-        return await run_promise(effect)
+        return cast(T, await run_promise(effect))
 
 
 Gen = TypeAliasType("Gen", Generator[Effect[Any, E], Any, A], type_params=(A, E))
@@ -493,352 +489,6 @@ def _retrying(
     return Effect(_CATCH, effect, on_failure)
 
 
-# -- the interpreter ---------------------------------------------------------------------
-
-
-class _Exit:
-    """The outcome of a run: success, typed failure, or defect."""
-
-    __slots__ = ("kind", "value")
-
-    def __init__(self, kind: int, value: Any) -> None:
-        self.kind = kind  # 0 success, 1 failure, 2 defect
-        self.value = value
-
-
-_OK = 0
-_ERR = 1
-_DEFECT = 2
-
-
-class _Frame:
-    __slots__ = ("_a", "_b", "_op")
-
-    def __init__(self, op: int, a: Any, b: Any = None) -> None:
-        self._op = op
-        self._a = a
-        self._b = b
-
-
-async def run_exit(root: Effect[Any, Any]) -> _Exit:
-    """Interpret ``root`` with an explicit continuation stack; never raises for defects."""
-    stack: list[Any] = []
-    push = stack.append
-    pop = stack.pop
-    cur: Any = root
-    kind = _OK
-    value: Any = None
-    while True:
-        # ---- evaluate ``cur`` down to an outcome (kind, value) ----
-        op = cur._op
-        if op == _FLAT_MAP or op == _MAP or op == _CATCH or op == _CATCH_TAG:
-            push(cur)
-            cur = cur._a
-            continue
-        if op == _SUCCEED:
-            kind = _OK
-            value = cur._a
-        elif op == _GEN:
-            args = cur._b
-            try:
-                if args:
-                    positional, named = args
-                    gen = cur._a(*positional, **named) if named else cur._a(*positional)
-                else:
-                    gen = cur._a()
-                nxt = gen.send(None)
-            except StopIteration as stop:
-                kind = _OK
-                value = stop.value
-            except BaseException as exc:  # a defect in user code
-                if isinstance(exc, GeneratorExit):
-                    raise
-                kind = _DEFECT
-                value = exc
-            else:
-                if type(nxt) is Effect:
-                    push(_Frame(_GEN_FRAME, gen))
-                    cur = nxt
-                    continue
-                try:
-                    cur = _as_effect(nxt)
-                except TypeError as exc:  # a plain ``yield value``: close it, then a defect
-                    _close_quietly(gen)
-                    kind = _DEFECT
-                    value = exc
-                else:
-                    push(_Frame(_GEN_FRAME, gen))
-                    continue
-        elif op == _FAIL:
-            kind = _ERR
-            value = cur._a
-        elif op == _SYNC:
-            try:
-                value = cur._a()
-                kind = _OK
-            except BaseException as exc:
-                if isinstance(exc, GeneratorExit):
-                    raise
-                kind = _DEFECT
-                value = exc
-        elif op == _SUSPEND:
-            try:
-                cur = cur._a()
-                if type(cur) is not Effect:
-                    cur = _as_effect(cur)
-                continue
-            except BaseException as exc:
-                if isinstance(exc, GeneratorExit):
-                    raise
-                kind = _DEFECT
-                value = exc
-        elif op == _TRY or op == _TRY_ASYNC:
-            try:
-                value = cur._a() if op == _TRY else await cur._a()
-                kind = _OK
-            except Exception as exc:
-                try:
-                    value = cur._b(exc)
-                    kind = _ERR
-                except BaseException as inner:
-                    kind = _DEFECT
-                    value = inner
-            except BaseException as exc:
-                if isinstance(exc, GeneratorExit):
-                    raise
-                kind = _DEFECT
-                value = exc
-        elif op == _ASYNC or op == _ASYNC_EFFECT:
-            try:
-                value = await cur._a()
-            except BaseException as exc:
-                if isinstance(exc, GeneratorExit):
-                    raise
-                kind = _DEFECT
-                value = exc
-            else:
-                if op == _ASYNC_EFFECT:
-                    cur = value
-                    continue
-                kind = _OK
-        elif op == _ENSURING:
-            push(cur)
-            cur = cur._a
-            continue
-        elif op == _LOG:
-            level, message = cur._a
-            try:
-                _log.emit(level, message, cur._b)
-            except Exception as exc:
-                kind = _DEFECT
-                value = exc
-            else:
-                kind = _OK
-                value = None
-        elif op == _EXIT_OF:  # its frame turns whatever outcome reaches it into a value
-            push(cur)
-            cur = cur._a
-            continue
-        else:  # pragma: no cover - corrupted node
-            raise TypeError(f"not an Effect: {cur!r}")
-
-        # ---- deliver the outcome to the continuation stack ----
-        while stack:
-            frame = pop()
-            fop = frame._op
-            if kind == _OK:
-                if fop == _FLAT_MAP:
-                    try:
-                        cur = frame._b(value)
-                        if type(cur) is not Effect:
-                            cur = _as_effect(cur)
-                    except BaseException as exc:
-                        if isinstance(exc, GeneratorExit):
-                            raise
-                        kind = _DEFECT
-                        value = exc
-                        continue
-                    # Fast paths: a plain success or failure needs no trip through ``evaluate``.
-                    op = cur._op
-                    if op == _SUCCEED:
-                        value = cur._a
-                        continue
-                    if op == _FAIL:
-                        kind = _ERR
-                        value = cur._a
-                        continue
-                    break
-                if fop == _MAP:
-                    try:
-                        value = frame._b(value)
-                    except BaseException as exc:
-                        if isinstance(exc, GeneratorExit):
-                            raise
-                        kind = _DEFECT
-                        value = exc
-                    continue
-                if fop == _GEN_FRAME:
-                    gen = frame._a
-                    try:
-                        nxt = gen.send(value)
-                    except StopIteration as stop:
-                        value = stop.value
-                        continue
-                    except BaseException as exc:
-                        if isinstance(exc, GeneratorExit):
-                            raise
-                        kind = _DEFECT
-                        value = exc
-                        continue
-                    push(frame)
-                    if type(nxt) is Effect:
-                        if nxt._op == _SUCCEED:  # fast path: resume the generator at once
-                            value = nxt._a
-                            continue
-                        cur = nxt
-                        break
-                    try:
-                        cur = _as_effect(nxt)
-                    except TypeError as exc:
-                        pop()
-                        _close_quietly(gen)
-                        kind = _DEFECT
-                        value = exc
-                        continue
-                    break
-                if fop == _CATCH or fop == _CATCH_TAG:
-                    continue
-            elif kind == _ERR:
-                if fop == _CATCH or fop == _CATCH_TAG:
-                    try:
-                        if fop == _CATCH:
-                            cur = frame._b(value)
-                        else:
-                            cls, handler = frame._b
-                            if not isinstance(value, cls):
-                                continue  # not this tag: the failure goes on unchanged
-                            cur = handler(value)
-                        if type(cur) is not Effect:
-                            cur = _as_effect(cur)
-                    except BaseException as exc:
-                        if isinstance(exc, GeneratorExit):
-                            raise
-                        kind = _DEFECT
-                        value = exc
-                        continue
-                    op = cur._op
-                    if op == _SUCCEED:  # fast path, as for flat_map
-                        kind = _OK
-                        value = cur._a
-                        continue
-                    if op == _FAIL:
-                        value = cur._a
-                        continue
-                    break
-                if fop == _GEN_FRAME:
-                    defect = _close_quietly(frame._a)
-                    if defect is not None:
-                        kind = _DEFECT
-                        value = defect
-                    continue
-                if fop == _FLAT_MAP or fop == _MAP:
-                    continue
-            elif fop == _GEN_FRAME:  # a defect closes generators too
-                _close_quietly(frame._a)
-                continue
-            if fop == _ENSURING:
-                push(_Frame(_RESTORE, kind, value))
-                cur = frame._b
-                break
-            if fop == _RESTORE:
-                if kind == _OK:  # the finalizer succeeded: restore the earlier outcome
-                    kind = frame._a
-                    value = frame._b
-                continue
-            if fop == _EXIT_OF:  # success, failure or defect: delivered as an ``Exit`` value
-                value = _Exit(kind, value)
-                kind = _OK
-                continue
-        else:
-            return _Exit(kind, value)
-
-
-def _as_effect(value: Any) -> Effect[Any, Any]:
-    if type(value) is Effect:
-        return value
-    if isinstance(value, Effect):
-        return value
-    raise TypeError(
-        "expected an Effect (did you `yield` instead of `yield from`, or return a plain value "
-        f"from flat_map?), got {type(value).__name__}"
-    )
-
-
-def _close_quietly(gen: Generator[Any, Any, Any]) -> BaseException | None:
-    try:
-        gen.close()
-    except BaseException as exc:
-        return exc
-    return None
-
-
-def _exit_to_result(exit_: _Exit) -> Result[Any, Any]:
-    if exit_.kind == _OK:
-        return Success(exit_.value)
-    if exit_.kind == _ERR:
-        return Failure(exit_.value)
-    raise exit_.value
-
-
-def _exit_to_effect(exit_: _Exit) -> Effect[Any, Any]:
-    if exit_.kind == _OK:
-        return Effect(_SUCCEED, exit_.value)
-    if exit_.kind == _ERR:
-        return Effect(_FAIL, exit_.value)
-    raise exit_.value
-
-
-def run_sync(effect: Effect[T, ErrT]) -> Result[T, ErrT]:
-    """Drive the interpreter without an event loop (see ``Effect.run_sync``)."""
-    coro = run_exit(effect)
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return _exit_to_result(stop.value)
-    coro.close()
-    raise RuntimeError(
-        "Effect.run_sync cannot run an effect that awaits (promise, sleep, timeout); "
-        "use `await Effect.run_async(eff)` or `await eff`"
-    )
-
-
-async def run_promise(effect: Effect[T, ErrT]) -> T:
-    """Run and return the value, raising a typed failure (see ``Effect.run_promise``)."""
-    root: Any = effect
-    if root._op == _ASYNC_EFFECT:
-        # A lazy call (every client operation): await it here, and skip the interpreter when
-        # it gives a plain outcome. A defect it raises propagates, as ``run_exit`` would raise.
-        root = await root._a()
-        if type(root) is Effect:
-            if root._op == _SUCCEED:
-                return cast(T, root._a)
-            if root._op == _FAIL:
-                raise root._a
-    exit_ = await run_exit(root)
-    if exit_.kind == _OK:
-        return cast(T, exit_.value)
-    raise exit_.value
-
-
-def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on a fresh loop (used by shells that are synchronous)."""
-    return asyncio.run(coro)
-
-
-def _never() -> NoReturn:  # pragma: no cover
-    raise AssertionError("unreachable")
-
-
 def async_effect(thunk: Callable[[], Awaitable[Effect[T, ErrT]]]) -> Effect[T, ErrT]:
     """An effect that, when run, awaits ``thunk()`` and continues with the effect it gives.
 
@@ -847,7 +497,7 @@ def async_effect(thunk: Callable[[], Awaitable[Effect[T, ErrT]]]) -> Effect[T, E
     return Effect(_ASYNC_EFFECT, thunk)
 
 
-def exit_of(effect: Effect[Any, Any]) -> Effect[_Exit, Never]:
+def exit_of(effect: Effect[T, ErrT]) -> Effect[Exit[T, ErrT], Never]:
     """An effect that runs ``effect`` and succeeds with its ``Exit`` (defects included).
 
     What ``await run_exit(effect)`` gives, without a nested interpreter: ``effect`` runs on
@@ -856,9 +506,18 @@ def exit_of(effect: Effect[Any, Any]) -> Effect[_Exit, Never]:
     return Effect(_EXIT_OF, effect)
 
 
-def exit_to_effect(exit_: _Exit) -> Effect[Any, Any]:
-    """Re-raise a defect, or replay a success or failure as an effect."""
-    return _exit_to_effect(exit_)
+def from_exit(exit_: Exit[T, ErrT]) -> Effect[T, ErrT]:
+    """Replay an ``Exit``: a success or failure as an effect; a defect is re-raised."""
+    if exit_.is_ok:
+        return Effect(_SUCCEED, exit_.value)
+    if exit_.is_failure:
+        return Effect(_FAIL, exit_.error)
+    raise exit_.error
 
 
-Exit = _Exit
+def _to_result(exit_: Exit[T, ErrT]) -> Result[T, ErrT]:
+    if exit_.is_ok:
+        return Success(exit_.value)
+    if exit_.is_failure:
+        return Failure(cast(ErrT, exit_.error))
+    raise exit_.error

@@ -80,11 +80,6 @@ class annotate:  # lower case: used like the function it was, ``with annotate(..
         _SCOPE.reset(self._token)
 
 
-def current_annotations() -> Mapping[str, object]:
-    """The annotations installed for the running handler (empty outside one)."""
-    return _SCOPE.get()[0]
-
-
 def emit(level: int, message: str, fields: Mapping[str, object]) -> None:
     """Log ``message`` with the current annotations, unless below the job's threshold."""
     annotations, threshold = _SCOPE.get()

@@ -30,11 +30,13 @@ True
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, NoReturn, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, NoReturn, Self, cast
 
 import attrs
 
-if TYPE_CHECKING:
+from durable_effect._interpreter import fail_node
+
+if TYPE_CHECKING:  # for the annotation of ``__iter__`` only (``_effect`` imports this module)
     from durable_effect._effect import Effect
 
 __all__ = [
@@ -75,9 +77,9 @@ class TaggedError(Exception):
         return hash((type(self), _fields(self)))
 
     def __iter__(self) -> Generator[Effect[Never, Self], Any, NoReturn]:
-        from durable_effect._effect import Effect
-
-        yield Effect.fail(self)
+        # A bare failure node of the interpreter (``Effect`` is one; this module stays
+        # below ``_effect``, which fails with errors defined here).
+        yield cast("Effect[Never, Self]", fail_node(self))
         raise AssertionError("unreachable: a failed effect never resumes its generator")
 
     def __str__(self) -> str:

@@ -33,6 +33,8 @@ ALLOWED: dict[str, set[str]] = {
 CORE = {
     "durable_effect.errors",
     "durable_effect._effect",
+    "durable_effect._exit",
+    "durable_effect._interpreter",
     "durable_effect._duration",
     "durable_effect._backoff",
     "durable_effect._cron",

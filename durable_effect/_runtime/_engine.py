@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from durable_effect import _clock, _log
-from durable_effect._effect import Effect, Exit, exit_to_effect, run_exit
+from durable_effect._effect import Effect, from_exit
 from durable_effect._events import Event
+from durable_effect._exit import Exit
+from durable_effect._interpreter import run_exit
 from durable_effect._runtime._bus import EventBus
 from durable_effect._runtime._kept import KeptLeases
 from durable_effect._runtime._locks import LocalLocks
@@ -132,9 +134,10 @@ class Engine:
             snapshots = acquired.snapshots
         hooks = _Hooks(self, leases)
         txs = [self._tx(ref, snapshots[ref.instance_id], hooks) for ref in refs]
-        return await self._run_and_settle(
+        exit_ = await self._run_and_settle(
             refs[0], leases, txs, handler, log_level, hooks=hooks, keep=single
         )
+        return from_exit(exit_)
 
     async def try_call(
         self,
@@ -164,7 +167,10 @@ class Engine:
             leases = list(acquired.leases)
             hooks = _Hooks(self, leases)
             txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
-            return await self._run_and_settle(refs[0], leases, txs, handler, log_level, hooks=hooks)
+            exit_ = await self._run_and_settle(
+                refs[0], leases, txs, handler, log_level, hooks=hooks
+            )
+            return from_exit(exit_)
 
     async def read(self, refs: Sequence[InstanceRef]) -> Mapping[str, InstanceSnapshot]:
         """Committed snapshots without a lease (for status and state queries)."""
@@ -222,11 +228,13 @@ class Engine:
                 outcome = await self._run_and_settle(
                     ref, leases, [tx], handler, definition.log_level, hooks=hooks
                 )
+                if outcome.is_defect:
+                    raise outcome.error
             except Exception:  # a defect escaped the job's alarm handler: a bug, not user code
                 _LOG.exception("alarm handler of %r failed; retrying in a minute", iid)
                 await self._push_back(iid)
                 return True
-            if not _is_success(outcome):
+            if not outcome.is_ok:
                 _LOG.error("alarm of %r could not be committed; it will fire again", iid)
             return True
         finally:
@@ -282,7 +290,7 @@ class Engine:
         *,
         hooks: _Hooks | None = None,
         keep: bool = False,
-    ) -> Effect[R, Err | StorageError]:
+    ) -> Exit[R, Err | StorageError]:
         """Run the handler, then commit (success) or release (failure) — see the module doc.
 
         ``keep``: a client call on one instance; its lease may be kept after the commit
@@ -299,7 +307,7 @@ class Engine:
                 try:
                     effect = handler(txs)
                 except Exception as exc:  # building the effect failed: a defect
-                    exit_ = Exit(2, exc)
+                    exit_: Exit[R, Err | StorageError] = Exit.die(exc)
                 else:
                     exit_ = await run_exit(effect)
         finally:
@@ -308,11 +316,11 @@ class Engine:
         # A last checkpoint released the leases (it was fenced: it proved them current).
         released = hooks is not None and hooks.released
         try:
-            if exit_.kind == 0:
+            if exit_.is_ok:
                 writes = [w for tx in txs if (w := tx.to_write()) is not None]
                 current = renewal.leases
                 if released and not writes:
-                    return exit_to_effect(exit_)
+                    return exit_
                 # Even with nothing left to write (a workflow checkpointed everything) the
                 # commit checks the fence: a handler whose lease was taken over must not
                 # report success. Backends make a lease-only commit cheap (no fsync). (Writes
@@ -324,15 +332,15 @@ class Engine:
                         self.kept.keep(current[0], kept)
                 except LeaseLostError as exc:
                     await self._release_quietly(current)  # the leases that were not lost
-                    return Effect.fail(StorageError(operation="commit", cause=exc))
+                    return Exit.fail(StorageError(operation="commit", cause=exc))
                 except StorageError as exc:
                     await self._release_quietly(current)
-                    return Effect.fail(exc)
+                    return Exit.fail(exc)
             elif not released:
                 await self._release_quietly(renewal.leases)
         finally:
             self.bus.publish(events)
-        return exit_to_effect(exit_)
+        return exit_
 
     def _snapshot_to_keep(self, tx: InstanceTx, leases: Sequence[Lease]) -> InstanceSnapshot | None:
         """What a one-instance call will have committed, if its lease may be kept after it.
@@ -455,10 +463,6 @@ class _Hooks:
         return snapshots[instance_id]
 
 
-def _is_success(effect: Effect[Any, Any]) -> bool:
-    return bool(effect._op == 0)
-
-
 class _RenewalTimer:
     """One event-loop timer for the renewals of every running handler of an engine.
 
@@ -544,8 +548,3 @@ class _Renewal:
         self.engine._renewal_timer.leave(self)
         if self._task is not None:
             self._task.cancel()
-
-
-def due_now(now: datetime, when: datetime | None) -> bool:
-    """Whether an alarm at ``when`` is due at ``now``."""
-    return when is not None and when <= now

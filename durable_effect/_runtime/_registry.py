@@ -50,18 +50,6 @@ class Registry:
             raise JobNotFoundError(job_type=job_type, job_name=name)
         return definition
 
-    def name_of(self, job_type: str, definition: JobDefinition) -> str:
-        """The name a definition object is registered under (``JobNotFoundError`` if none)."""
-        names = [n for n, d in self._by_name.items() if d is definition]
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise JobNotFoundError(job_type=job_type, job_name=f"<unregistered {job_type} job>")
-        raise JobNotFoundError(
-            job_type=job_type,
-            job_name=f"<ambiguous: registered as {', '.join(sorted(names))}; pass the name>",
-        )
-
     def for_instance(self, instance_id: str) -> tuple[InstanceRef, JobDefinition] | None:
         """The definition an instance id belongs to, or ``None`` if it is not registered."""
         try:

@@ -12,8 +12,9 @@ from typing import Any, Generic, Never, TypeVar
 
 import attrs
 
-from durable_effect._effect import Effect, Exit, exit_of
+from durable_effect._effect import Effect, exit_of
 from durable_effect._events import ErrorInfo
+from durable_effect._exit import Exit
 from durable_effect.errors import ExecutionError, TaggedError
 from durable_effect.jobs._instance import InstanceRef
 
@@ -41,10 +42,11 @@ def run_user(effect: Effect[A, BaseException]) -> Effect[Outcome[A], Never]:
 _OK_NONE: Outcome[Any] = Outcome(ok=True)
 
 
-def _outcome_of(exit_: Exit) -> Outcome[Any]:
-    if exit_.kind == 0:
-        return _OK_NONE if exit_.value is None else Outcome(ok=True, value=exit_.value)
-    return Outcome(ok=False, error=exit_.value, defect=exit_.kind == 2)
+def _outcome_of(exit_: Exit[Any, BaseException]) -> Outcome[Any]:
+    if exit_.is_ok:
+        value = exit_.value
+        return _OK_NONE if value is None else Outcome(ok=True, value=value)
+    return Outcome(ok=False, error=exit_.error, defect=exit_.is_defect)
 
 
 def error_info(error: BaseException) -> ErrorInfo:

@@ -35,8 +35,10 @@ import attrs
 
 from durable_effect import _log
 from durable_effect._codec import decode_json
-from durable_effect._effect import Effect, Exit, run_exit
+from durable_effect._effect import Effect
 from durable_effect._events import Event
+from durable_effect._exit import Exit
+from durable_effect._interpreter import run_exit
 from durable_effect.errors import LeaseLostError, StorageError, ValidationError
 from durable_effect.jobs._instance import InstanceTx, TxHooks
 from durable_effect.storage._port import Lease
@@ -202,8 +204,8 @@ class Execution(StepOps):
         watch_renewals(self.hooks, self._renewed)
         exit_ = await self._run_user()
         signal = self.signal
-        if signal is None and exit_.kind != 0 and isinstance(exit_.value, Signal):
-            signal = exit_.value
+        if signal is None and not exit_.is_ok and isinstance(exit_.error, Signal):
+            signal = exit_.error
         if isinstance(signal, Aborted):
             return _fail_quietly(signal.cause)
         if isinstance(signal, Suspended):
@@ -212,7 +214,7 @@ class Execution(StepOps):
         if isinstance(signal, Cancelled):
             await self._end_cancelled(signal.step, signal.index)
             return Effect.succeed(None)
-        if exit_.kind == 0:
+        if exit_.is_ok:
             try:
                 data, path = _runs.encode_value(exit_.value, self.d.output_schema)
             except (ValidationError, TypeError) as exc:
@@ -220,7 +222,7 @@ class Execution(StepOps):
             else:
                 await self._end_completed(data, path)
         else:
-            await self._end_failed(exit_.value)
+            await self._end_failed(exit_.error)
         return Effect.succeed(None)
 
     def _renewed(self, lease: Lease) -> Event | None:
@@ -235,11 +237,11 @@ class Execution(StepOps):
             **self._base(), lease_owner=lease.owner, lease_expires_at=lease.expires_at
         )
 
-    async def _run_user(self) -> Exit:
+    async def _run_user(self) -> Exit[Any, BaseException]:
         try:
             value = self.d.input_codec.decode(self.tx.get(INPUT_KEY) or b"null")
         except ValidationError as exc:
-            return Exit(1, exc)
+            return Exit.fail(exc)
         step = Step(self)
         with _log.annotate({"run_id": self.run_id}):
             try:
@@ -249,7 +251,7 @@ class Execution(StepOps):
                         f"a workflow's run must return an Effect, got {type(program).__name__}"
                     )
             except Exception as exc:
-                return Exit(2, exc)
+                return Exit.die(exc)
             return await run_exit(program)
 
     # -- endings --------------------------------------------------------------------------------

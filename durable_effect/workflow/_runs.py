@@ -302,11 +302,6 @@ def load_steps(records: Any) -> list[StepRec]:
     return [STEP_CODEC.decode(records[k]) for k in sorted(records) if k.startswith(STEP_PREFIX)]
 
 
-def load_logs(records: Any) -> list[LogRec]:
-    """Every log record, in order."""
-    return [LOG_CODEC.decode(records[k]) for k in sorted(records) if k.startswith(LOG_PREFIX)]
-
-
 # -- ids ----------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ from durable_effect import _log
 from durable_effect._backoff import Retry
 from durable_effect._codec import decode_json, encode_builtins
 from durable_effect._duration import DurationInput
-from durable_effect._effect import Effect, run_exit
+from durable_effect._effect import Effect
+from durable_effect._interpreter import run_exit
 from durable_effect.errors import RetryExhaustedError, ValidationError
 from durable_effect.workflow import _runs
 from durable_effect.workflow._events import (
@@ -87,14 +88,14 @@ class StepOps(ExecutionBase):
                 exit_ = await run_exit(program)
         finally:
             self.busy = None
-        if exit_.kind != 0 and isinstance(exit_.value, Signal):
-            raise exit_.value
-        if exit_.kind == 0:
+        if exit_.is_ok:
             return await self._step_done(at, exit_.value, schema)
-        error = exit_.value
+        error = exit_.error
+        if isinstance(error, Signal):
+            raise error
         if isinstance(error, UserError):
             error = error.error
-        return self._step_failed(at, error, defect=exit_.kind == 2, retry=retry)
+        return self._step_failed(at, error, defect=exit_.is_defect, retry=retry)
 
     async def _step_done(
         self, at: Attempt, value: object, schema: object
