@@ -120,7 +120,7 @@ class Worker:
                         "the current instant?"
                     )
                 if ran == 0:
-                    await self._engine.storage.wait_for_change(0.01)
+                    await self._engine.wait_for_change(0.01)
         finally:
             self.fired += fired
         return fired
@@ -153,7 +153,7 @@ class Worker:
 
     async def _sleep_until_next(self) -> None:
         try:
-            nxt = await self._engine.storage.next_alarm_at()
+            nxt = await self._engine.next_alarm_at()
         except StorageError as exc:
             await self._report_and_back_off("next_alarm_at", exc)
             return
@@ -162,7 +162,7 @@ class Worker:
             until = (nxt - self._engine.clock.now()).total_seconds()
             # A due alarm that is leased elsewhere: wait for its release (or the poll).
             timeout = min(timeout, until) if until > 0 else min(timeout, 0.05)
-        change = asyncio.ensure_future(self._engine.storage.wait_for_change(max(timeout, 0.0)))
+        change = asyncio.ensure_future(self._engine.wait_for_change(max(timeout, 0.0)))
         stopping = asyncio.ensure_future(self._stopping.wait())
         waiters: set[asyncio.Future[Any]] = {change, stopping, *self._inflight}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -181,6 +181,6 @@ class Worker:
             retry_in_ms=round(delay.total_seconds() * 1000),
         )
         _LOG.warning("worker: %s failed (%s); retrying in %s", operation, exc, delay)
-        self._engine.bus.publish([event])
+        self._engine.publish([event])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay.total_seconds())

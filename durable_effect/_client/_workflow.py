@@ -307,7 +307,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
                 if isinstance(given, bool) or not isinstance(given, int) or value < 0:
                     raise _bad(field, f"must be an int >= 0, got {value!r}")
             prefix = f"{_runs.JOB_TYPE}:{self._name}:"
-            ids = list(await engine.storage.list_instances(prefix))
+            ids = list(await engine.list_instances(prefix))
             ids.reverse()
             now = engine.clock.now()
             out: list[Run[I, O]] = []
@@ -316,7 +316,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
                 if len(out) >= limit:
                     break
                 chunk = ids[start : start + _PAGE]
-                snaps = await engine.storage.load(chunk)
+                snaps = await engine.load(chunk)
                 for iid in chunk:
                     run = definition.read_run(
                         snaps[iid].records, iid[len(prefix) :], self._name, now
@@ -366,7 +366,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
                 if getattr(event, "run_id", None) == ref.id:
                     ended.set()
 
-            offs = [engine.bus.on(kind, on_end) for kind in _END_EVENTS]
+            offs = [engine.subscribe(kind, on_end) for kind in _END_EVENTS]
             try:
                 while True:
                     ended.clear()
@@ -441,7 +441,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
                     )
                 if after is None or after.status in ("leased", *FINISHED):
                     return Effect.succeed(None)  # the worker (or a takeover) honours it
-                await engine.storage.wait_for_change(0.01)
+                await engine.wait_for_change(0.01)
             # Still held after every round: the cancel request is written, and whoever holds
             # the run next (a worker) honours it at its next step boundary.
             return Effect.succeed(None)
@@ -477,7 +477,7 @@ async def _wait_for_news(engine: Engine, ended: asyncio.Event, deadline: datetim
     loop = asyncio.get_running_loop()
     started = loop.time()
     announced = asyncio.ensure_future(ended.wait())
-    changed = asyncio.ensure_future(engine.storage.wait_for_change(_POLL))
+    changed = asyncio.ensure_future(engine.wait_for_change(_POLL))
     waiters: set[asyncio.Future[Any]] = {announced, changed}
     timer = None
     if deadline is not None:

@@ -8,7 +8,8 @@
    kept from the previous call there, see ``_kept``);
 2. an ``InstanceTx`` per instance over the snapshot read under the lease;
 3. the handler's ``Effect`` runs with the runtime clock and the job's log annotations;
-   the lease is renewed while it runs;
+   the lease is renewed while it runs (``_renewal``), and the handler's ``InstanceTx``
+   carries the checkpoint hooks a long handler commits with (``_hooks``);
 4. success → one ``commit`` of every buffered write, releasing the leases (fenced: a
    handler whose lease was taken over commits nothing; a kept lease is not released);
    failure → the leases are released
@@ -16,7 +17,8 @@
    (``TxHooks.checkpoint(..., release=True)``, a workflow run's end) costs nothing more;
 5. the handler's telemetry events are published (those of failed calls too).
 
-The engine reads time only from its ``Clock``.
+The engine reads time only from its ``Clock``. Shells and queries reach storage and the
+event bus only through the engine's small read/wait/publish methods, never directly.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from durable_effect import _clock, _log
@@ -32,10 +34,12 @@ from durable_effect._effect import Effect, from_exit
 from durable_effect._events import Event
 from durable_effect._exit import Exit
 from durable_effect._interpreter import run_exit
-from durable_effect._runtime._bus import EventBus
+from durable_effect._runtime._bus import EventBus, Listener
+from durable_effect._runtime._hooks import HandlerHooks
 from durable_effect._runtime._kept import KeptLeases
 from durable_effect._runtime._locks import LocalLocks
 from durable_effect._runtime._registry import Registry
+from durable_effect._runtime._renewal import Renewals
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.jobs._instance import InstanceRef, InstanceTx
 from durable_effect.storage._port import (
@@ -78,10 +82,8 @@ class Engine:
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.locks = LocalLocks()
-        self._renewal_timer = _RenewalTimer()
-        #: How long a handler runs before its leases are renewed (loop seconds).
-        self.renew_after = lease_ttl.total_seconds() / 3
-        self.kept = KeptLeases(storage.lease_linger, lease_ttl, self._release_quietly)
+        self.renewals = Renewals(self.extend, lease_ttl.total_seconds() / 3)
+        self.kept = KeptLeases(storage.lease_linger, lease_ttl, self.release_quietly)
         if self.kept.enabled:
             storage.add_wanted_listener(self.kept.wanted)
 
@@ -127,13 +129,13 @@ class Engine:
             snapshots: Mapping[str, InstanceSnapshot] = {ids[0]: kept[1]}
         else:
             try:
-                acquired = await self._acquire(ids)
+                acquired = await self.acquire(ids)
             except StorageError as exc:
                 return Effect.fail(exc)
             leases = list(acquired.leases)
             snapshots = acquired.snapshots
-        hooks = _Hooks(self, leases)
-        txs = [self._tx(ref, snapshots[ref.instance_id], hooks) for ref in refs]
+        hooks = HandlerHooks(self, leases)
+        txs = [self.new_tx(ref, snapshots[ref.instance_id], hooks) for ref in refs]
         exit_ = await self._run_and_settle(
             refs[0], leases, txs, handler, log_level, hooks=hooks, keep=single
         )
@@ -165,8 +167,8 @@ class Engine:
             if acquired is None:
                 return None
             leases = list(acquired.leases)
-            hooks = _Hooks(self, leases)
-            txs = [self._tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
+            hooks = HandlerHooks(self, leases)
+            txs = [self.new_tx(ref, acquired.snapshots[ref.instance_id], hooks) for ref in refs]
             exit_ = await self._run_and_settle(
                 refs[0], leases, txs, handler, log_level, hooks=hooks
             )
@@ -179,7 +181,41 @@ class Engine:
     async def read_tx(self, ref: InstanceRef) -> InstanceTx:
         """A read-only ``InstanceTx`` over the committed snapshot (never committed)."""
         snapshots = await self.read([ref])
-        return self._tx(ref, snapshots[ref.instance_id])
+        return self.new_tx(ref, snapshots[ref.instance_id])
+
+    # -- what shells and queries use besides handlers ------------------------------------
+
+    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        """Committed snapshots of ``instance_ids`` (no lease)."""
+        return await self.storage.load(instance_ids)
+
+    async def list_instances(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> Sequence[str]:
+        """Instance ids starting with ``prefix``, in id order (``Storage.list_instances``)."""
+        return await self.storage.list_instances(prefix, after=after, limit=limit)
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Until something was committed (in this process or, where the storage can tell,
+        another) or ``timeout`` real seconds passed."""
+        await self.storage.wait_for_change(timeout)
+
+    async def next_alarm_at(self) -> datetime | None:
+        """The earliest alarm of the storage (held or not)."""
+        return await self.storage.next_alarm_at()
+
+    async def extend(self, lease: Lease, *, now: datetime | None = None) -> Lease:
+        """Renew ``lease`` for the engine's TTL from ``now`` (default: the clock's now)."""
+        at = self.clock.now() if now is None else now
+        return await self.storage.extend(lease, now=at, ttl=self.lease_ttl)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Deliver ``events`` to listeners and trackers (never failing the caller)."""
+        self.bus.publish(events)
+
+    def subscribe(self, event_type: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event of ``event_type``; returns the unsubscribe."""
+        return self.bus.on(event_type, listener)
 
     # -- alarms --------------------------------------------------------------------------
 
@@ -204,7 +240,7 @@ class Engine:
         """
         iid = claimed.lease.instance_id
         if not await self.locks.try_hold(iid):
-            await self._release_quietly([claimed.lease])
+            await self.release_quietly([claimed.lease])
             return False
         try:
             found = self.registry.for_instance(iid)
@@ -217,8 +253,8 @@ class Engine:
                 return True
             ref, definition = found
             leases = [claimed.lease]
-            hooks = _Hooks(self, leases)
-            tx = self._tx(ref, claimed.snapshot, hooks)
+            hooks = HandlerHooks(self, leases)
+            tx = self.new_tx(ref, claimed.snapshot, hooks)
             due_at = claimed.due_at
 
             def handler(txs: Sequence[InstanceTx]) -> Effect[None, Any]:
@@ -242,7 +278,7 @@ class Engine:
 
     async def _push_back(self, instance_id: str) -> None:
         try:
-            acquired = await self._acquire([instance_id])
+            acquired = await self.acquire([instance_id])
         except StorageError:
             return
         later = self.clock.now() + timedelta(minutes=1)
@@ -252,12 +288,13 @@ class Engine:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _tx(
-        self, ref: InstanceRef, snapshot: InstanceSnapshot, hooks: _Hooks | None = None
+    def new_tx(
+        self, ref: InstanceRef, snapshot: InstanceSnapshot, hooks: HandlerHooks | None = None
     ) -> InstanceTx:
+        """A buffered view of ``ref`` over ``snapshot`` (reading the engine's clock)."""
         return InstanceTx(ref, snapshot, self.clock.now, hooks)
 
-    async def _acquire(self, ids: Sequence[str]) -> Acquired:
+    async def acquire(self, ids: Sequence[str]) -> Acquired:
         """Lease ``ids``, waiting (bounded) while another process holds one of them."""
         delay = 0.002
         limit = max(self.lease_ttl.total_seconds() * 1.5, 1.0)
@@ -288,7 +325,7 @@ class Engine:
         handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
         log_level: int | None,
         *,
-        hooks: _Hooks | None = None,
+        hooks: HandlerHooks | None = None,
         keep: bool = False,
     ) -> Exit[R, Err | StorageError]:
         """Run the handler, then commit (success) or release (failure) — see the module doc.
@@ -301,7 +338,7 @@ class Engine:
             "job_name": ref.job_name,
             "instance_id": ref.instance_id,
         }
-        renewal = _Renewal(self, leases, hooks)
+        renewal = self.renewals.start(leases, None if hooks is None else hooks.notify_renewed)
         try:
             with _clock.ClockScope(self.clock), _log.annotate(annotations, log_level):
                 try:
@@ -331,13 +368,13 @@ class Engine:
                     if kept is not None:
                         self.kept.keep(current[0], kept)
                 except LeaseLostError as exc:
-                    await self._release_quietly(current)  # the leases that were not lost
+                    await self.release_quietly(current)  # the leases that were not lost
                     return Exit.fail(StorageError(operation="commit", cause=exc))
                 except StorageError as exc:
-                    await self._release_quietly(current)
+                    await self.release_quietly(current)
                     return Exit.fail(exc)
             elif not released:
-                await self._release_quietly(renewal.leases)
+                await self.release_quietly(renewal.leases)
         finally:
             self.bus.publish(events)
         return exit_
@@ -356,7 +393,8 @@ class Engine:
             return None
         return InstanceSnapshot(instance_id=tx.instance_id, records=records, alarm_at=alarm_at)
 
-    async def _release_quietly(self, leases: Sequence[Lease]) -> None:
+    async def release_quietly(self, leases: Sequence[Lease]) -> None:
+        """Release ``leases``; a failure is logged (they expire), never raised."""
         try:
             await self.storage.release(leases)
         except StorageError:
@@ -369,182 +407,3 @@ class Engine:
             await self.storage.commit(leases, writes, release=True)
         except (StorageError, LeaseLostError):
             _LOG.warning("could not commit alarm change for %s", [w.instance_id for w in writes])
-
-
-class _Hooks:
-    """``TxHooks`` for one handler: checkpoints under the handler's (renewed) leases.
-
-    ``leases`` is the same list the renewal updates in place, so checkpoints always use
-    the current generation. ``released``: a checkpoint released them (the handler's last).
-    """
-
-    def __init__(self, engine: Engine, leases: list[Lease]) -> None:
-        self._engine = engine
-        self._leases = leases
-        self._renewed: list[Callable[[Lease], Event | None]] = []
-        self.released = False
-
-    def _publish(self, tx: InstanceTx) -> None:
-        """Deliver the events buffered so far (a checkpoint made them true)."""
-        events = list(tx.events)
-        tx.events.clear()
-        self._engine.bus.publish(events)
-
-    async def checkpoint(
-        self,
-        tx: InstanceTx,
-        *,
-        unless_present: Sequence[tuple[str, str]] = (),
-        release: bool = False,
-    ) -> None:
-        write = tx.to_write()
-        if write is not None or unless_present or release:
-            writes = [] if write is None else [write]
-            await self._engine.storage.commit(
-                self._leases, writes, release=release, unless_present=unless_present
-            )
-            tx.rebase()
-            if release:
-                self.released = True
-        self._publish(tx)
-
-    def lease_of(self, instance_id: str) -> Lease | None:
-        """The handler's current lease on ``instance_id`` (``None`` if it holds none)."""
-        for lease in self._leases:
-            if lease.instance_id == instance_id:
-                return lease
-        return None
-
-    def on_renewed(self, listener: Callable[[Lease], Event | None]) -> None:
-        """Call ``listener`` after each renewal of a lease; an event it returns is published."""
-        self._renewed.append(listener)
-
-    def notify_renewed(self, leases: Sequence[Lease]) -> None:
-        events: list[Event] = []
-        for lease in leases:
-            for listener in self._renewed:
-                try:
-                    event = listener(lease)
-                except Exception:
-                    _LOG.exception("lease renewal listener failed")
-                    continue
-                if event is not None:
-                    events.append(event)
-        self._engine.bus.publish(events)
-
-    async def checkpoint_with(
-        self, tx: InstanceTx, other: InstanceRef, mutate: Callable[[InstanceTx], R]
-    ) -> R:
-        engine = self._engine
-        # No wait for ``other``'s local lock while holding our own: two handlers that
-        # checkpoint into each other would deadlock. The lease wait is bounded instead.
-        acquired = await engine._acquire([other.instance_id])
-        other_tx = engine._tx(other, acquired.snapshots[other.instance_id])
-        try:
-            result = mutate(other_tx)
-        except BaseException:
-            await engine._release_quietly(acquired.leases)
-            raise
-        writes = [w for w in (tx.to_write(), other_tx.to_write()) if w is not None]
-        try:
-            both = [*self._leases, *acquired.leases]
-            await engine.storage.commit(both, writes, release=False)
-        except BaseException:
-            await engine._release_quietly(acquired.leases)
-            raise
-        await engine._release_quietly(acquired.leases)
-        tx.rebase()
-        self._publish(tx)
-        engine.bus.publish(other_tx.events)
-        return result
-
-    async def peek(self, instance_id: str) -> InstanceSnapshot:
-        snapshots = await self._engine.storage.load([instance_id])
-        return snapshots[instance_id]
-
-
-class _RenewalTimer:
-    """One event-loop timer for the renewals of every running handler of an engine.
-
-    A handler joins when it starts and leaves when it ends. The timer fires when the oldest
-    one has run for a third of the TTL, starts its renewal (a task that renews every third
-    of the TTL until the handler ends) and re-arms for the next oldest. Handlers that end
-    sooner, nearly all of them, cost a dict insert and delete instead of a timer each.
-    """
-
-    #: Start a renewal up to this much early rather than re-arm for a sliver (seconds).
-    _SLACK = 0.001
-
-    def __init__(self) -> None:
-        self._waiting: dict[_Renewal, float] = {}  # insertion (start) order: oldest first
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def join(self, renewal: _Renewal, due: float, loop: asyncio.AbstractEventLoop) -> None:
-        """``renewal`` starts at loop time ``due`` unless it leaves first."""
-        self._waiting[renewal] = due
-        if self._handle is None or self._loop is not loop:
-            self._loop = loop
-            self._handle = loop.call_at(due, self._fire)
-
-    def leave(self, renewal: _Renewal) -> None:
-        self._waiting.pop(renewal, None)
-
-    def _fire(self) -> None:
-        self._handle = None
-        loop = self._loop
-        if loop is None:
-            return
-        now = loop.time() + self._SLACK
-        waiting = self._waiting
-        while waiting:
-            renewal, due = next(iter(waiting.items()))
-            if due > now:
-                self._handle = loop.call_at(due, self._fire)
-                return
-            del waiting[renewal]
-            renewal.start()
-
-
-class _Renewal:
-    """Renews leases every third of their TTL while a handler runs (timer-driven, cheap).
-
-    Scheduling uses the event loop's timer (one per engine, `_RenewalTimer`); expiry
-    instants come from the runtime clock.
-    """
-
-    def __init__(self, engine: Engine, leases: list[Lease], hooks: _Hooks | None = None) -> None:
-        self.engine = engine
-        self.leases = leases
-        self.hooks = hooks
-        self._task: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        engine._renewal_timer.join(self, loop.time() + engine.renew_after, loop)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._renew_forever())
-
-    async def _renew_forever(self) -> None:
-        period = self.engine.renew_after
-        while True:
-            renewed: list[Lease] = []
-            extended: list[Lease] = []
-            for lease in self.leases:
-                try:
-                    fresh = await self.engine.storage.extend(
-                        lease, now=self.engine.clock.now(), ttl=self.engine.lease_ttl
-                    )
-                except (LeaseLostError, StorageError):
-                    renewed.append(lease)  # the commit will be fenced if it was really lost
-                else:
-                    renewed.append(fresh)
-                    extended.append(fresh)
-            self.leases[:] = renewed
-            if self.hooks is not None and extended:
-                self.hooks.notify_renewed(extended)
-            await asyncio.sleep(period)
-
-    def stop(self) -> None:
-        self.engine._renewal_timer.leave(self)
-        if self._task is not None:
-            self._task.cancel()

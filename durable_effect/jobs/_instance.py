@@ -16,7 +16,14 @@ import attrs
 
 from durable_effect._events import Event
 from durable_effect.errors import ValidationError
-from durable_effect.storage._port import KEEP, AlarmChange, InstanceSnapshot, InstanceWrite, Keep
+from durable_effect.storage._port import (
+    KEEP,
+    AlarmChange,
+    InstanceSnapshot,
+    InstanceWrite,
+    Keep,
+    Lease,
+)
 
 __all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "Savepoint", "TxHooks", "validate_id"]
 
@@ -125,6 +132,14 @@ class TxHooks(Protocol):
 
     async def peek(self, instance_id: str) -> InstanceSnapshot:
         """Read another instance's committed snapshot (no lease)."""
+        ...
+
+    def lease_of(self, instance_id: str) -> Lease | None:
+        """The handler's current lease on ``instance_id`` (``None`` if it holds none)."""
+        ...
+
+    def on_renewed(self, listener: Callable[[Lease], Event | None]) -> None:
+        """Call ``listener`` after each renewal of a lease; an event it returns is published."""
         ...
 
 

@@ -257,7 +257,7 @@ class TestRuntime:
                 busy_rounds += 1
                 if busy_rounds > _BUSY_RETRIES:
                     break
-                await engine.storage.wait_for_change(0.01)
+                await engine.wait_for_change(0.01)
         await _settle()  # other tasks (a client call, a test's waiter) reach their next wait
 
     def _start(self, claimed: Claimed) -> asyncio.Task[bool]:
@@ -351,9 +351,7 @@ class TestRuntime:
                 continue
             # Taken over or unreachable: the handler's commit will be refused.
             with contextlib.suppress(LeaseLostError, StorageError):
-                handler.lease = await engine.storage.extend(
-                    handler.lease, now=when, ttl=engine.lease_ttl
-                )
+                handler.lease = await engine.extend(handler.lease, now=when)
         self.clock.set(when)
         await _settle()
 

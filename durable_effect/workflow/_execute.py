@@ -56,10 +56,8 @@ from durable_effect.workflow._execution_base import (
     Cancelled,
     Signal,
     Suspended,
-    lease_of,
     millis,
     stack_of,
-    watch_renewals,
 )
 from durable_effect.workflow._runs import (
     FINISHED,
@@ -183,7 +181,7 @@ class Execution(StepOps):
             return Effect.succeed(None)
         now = tx.now()
         self.attempt = meta.attempt + 1
-        lease = lease_of(self.hooks, tx.instance_id)
+        lease = self.hooks.lease_of(tx.instance_id)
         # Buffered, not committed: the start goes with the first checkpoint (a run whose
         # body ends before any step costs one commit, its end).
         self._start(
@@ -201,7 +199,7 @@ class Execution(StepOps):
                 lease_expires_at=None if lease is None else lease.expires_at,
             ),
         )
-        watch_renewals(self.hooks, self._renewed)
+        self.hooks.on_renewed(self._renewed)
         exit_ = await self._run_user()
         signal = self.signal
         if signal is None and not exit_.is_ok and isinstance(exit_.error, Signal):

@@ -9,7 +9,6 @@ defects to the top of the run, where ``Execution`` reads them.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Never
 
@@ -20,7 +19,7 @@ from durable_effect._effect import Effect
 from durable_effect._events import Event, new_event_id
 from durable_effect.errors import LeaseLostError, StepTimeoutError, StorageError, TimeoutException
 from durable_effect.jobs._instance import InstanceTx, Savepoint, TxHooks
-from durable_effect.storage._port import GuardFailed, Lease
+from durable_effect.storage._port import GuardFailed
 from durable_effect.workflow import _runs
 from durable_effect.workflow._runs import CANCEL_CODEC, CANCEL_KEY, RunMeta, StepRec, save_meta
 
@@ -36,10 +35,8 @@ __all__ = [
     "Suspended",
     "UserError",
     "cancel_flag_record",
-    "lease_of",
     "millis",
     "stack_of",
-    "watch_renewals",
     "with_timeout",
 ]
 
@@ -269,20 +266,6 @@ def with_timeout(
         return error
 
     return effect.map_error(wrap).timeout(delay).map_error(unwrap)
-
-
-def lease_of(hooks: TxHooks, instance_id: str) -> Lease | None:
-    getter = getattr(hooks, "lease_of", None)
-    if getter is None:
-        return None
-    lease: Lease | None = getter(instance_id)
-    return lease
-
-
-def watch_renewals(hooks: TxHooks, listener: Callable[[Lease], Event | None]) -> None:
-    register = getattr(hooks, "on_renewed", None)
-    if register is not None:
-        register(listener)
 
 
 def cancel_flag_record(now: datetime) -> bytes:
