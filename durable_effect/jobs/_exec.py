@@ -8,6 +8,7 @@ kept as defects (``Outcome.defect``), never turned into typed failures.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from typing import Any, Generic, Never, TypeVar
 
 import attrs
@@ -15,12 +16,13 @@ import attrs
 from durable_effect._effect import Effect, exit_of
 from durable_effect._events import ErrorInfo
 from durable_effect._exit import Exit
-from durable_effect.errors import ExecutionError, TaggedError
+from durable_effect.errors import ExecutionError, TaggedError, ValidationError
 from durable_effect.jobs._instance import InstanceRef
 
-__all__ = ["Outcome", "error_info", "execution_error", "run_user"]
+__all__ = ["Outcome", "error_info", "execution_error", "run_user", "validated"]
 
 A = TypeVar("A")
+T = TypeVar("T")
 
 
 @attrs.frozen(kw_only=True)
@@ -63,3 +65,18 @@ def execution_error(ref: InstanceRef, cause: BaseException) -> ExecutionError:
     return ExecutionError(
         job_type=ref.job_type, job_name=ref.job_name, instance_id=ref.instance_id, cause=cause
     )
+
+
+def validated(thunk: Callable[[], T]) -> Effect[T, ValidationError]:
+    """Run ``thunk`` when the effect runs: its value, or the ``ValidationError`` it raised
+    as a typed failure (``yield from validated(lambda: RECORD.load(tx))``).
+
+    Any other exception is a defect, never a typed failure.
+    """
+    return Effect.try_(thunk, catch=_only_validation)
+
+
+def _only_validation(exc: Exception) -> ValidationError:
+    if isinstance(exc, ValidationError):
+        return exc
+    raise exc

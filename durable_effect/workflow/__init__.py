@@ -6,7 +6,7 @@ triggers and inspects its runs. See ``docs/workflows.md``.
 
 from __future__ import annotations
 
-from durable_effect.workflow._definition import Workflow, WorkflowDefinition
+from durable_effect.workflow._definition import WorkflowDefinition
 from durable_effect.workflow._events import (
     LogWritten,
     RunCancelled,
@@ -24,7 +24,7 @@ from durable_effect.workflow._events import (
     StepStarted,
     WorkflowEvent,
 )
-from durable_effect.workflow._runs import (
+from durable_effect.workflow._results import (
     Progress,
     Run,
     RunStatus,
@@ -33,6 +33,7 @@ from durable_effect.workflow._runs import (
     TriggerResult,
 )
 from durable_effect.workflow._step import Step, StepLog
+from durable_effect.workflow._workflow import Workflow
 
 __all__ = [
     "LogWritten",

@@ -20,7 +20,7 @@ from typing import ClassVar
 import attrs
 
 from durable_effect._events import Event, to_camel
-from durable_effect.workflow._runs import Progress
+from durable_effect.workflow._results import Progress
 
 __all__ = [
     "LogWritten",

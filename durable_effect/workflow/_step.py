@@ -33,7 +33,7 @@ from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, async_effect
 from durable_effect.errors import RetryExhaustedError, StepTimeoutError
 
-__all__ = ["LogLevelName", "Step", "StepLog", "StepRunner"]
+__all__ = ["LogLevelName", "Step", "StepLog", "StepOps"]
 
 A = TypeVar("A")
 E = TypeVar("E", bound=BaseException)
@@ -41,12 +41,16 @@ E = TypeVar("E", bound=BaseException)
 LogLevelName: TypeAlias = Literal["info", "warn", "error"]
 
 
-class StepRunner(Protocol):
-    """The execution a ``Step`` belongs to (see ``_execute.Execution``)."""
+class StepOps(Protocol):
+    """What a ``Step`` asks of its execution (``_step_runner.StepRunner``)."""
 
     run_id: str
     workflow: str
-    attempt: int
+
+    @property
+    def attempt(self) -> int:
+        """How many times a worker has taken the run (this execution included)."""
+        ...
 
     async def run_step(
         self,
@@ -93,7 +97,7 @@ class StepLog:
 
     __slots__ = ("_runner",)
 
-    def __init__(self, runner: StepRunner) -> None:
+    def __init__(self, runner: StepOps) -> None:
         self._runner = runner
 
     def _line(self, level: LogLevelName, message: str, data: dict[str, object]) -> Effect[None]:
@@ -124,7 +128,7 @@ class Step:
 
     __slots__ = ("_runner", "attempt", "log", "run_id", "workflow")
 
-    def __init__(self, runner: StepRunner) -> None:
+    def __init__(self, runner: StepOps) -> None:
         self._runner = runner
         self.run_id = runner.run_id
         self.workflow = runner.workflow

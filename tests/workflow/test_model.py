@@ -54,7 +54,7 @@ from durable_effect import (
 from durable_effect._backoff import Backoff, Retry
 from durable_effect.testing import TestRuntime
 from durable_effect.workflow import Step, Workflow, WorkflowDefinition
-from durable_effect.workflow._runs import RunStatus
+from durable_effect.workflow._results import RunStatus
 from tests.workflow._support import T0
 
 T = TypeVar("T")

@@ -41,8 +41,7 @@ from durable_effect.storage import (
 )
 from durable_effect.testing import TestRuntime
 from durable_effect.workflow import Step, Workflow, WorkflowDefinition
-from durable_effect.workflow._execution_base import cancel_flag_record
-from durable_effect.workflow._runs import CANCEL_KEY, cancel_ref
+from durable_effect.workflow._records import CANCEL_KEY, cancel_flag_record, cancel_ref
 from tests.workflow._support import (
     STORAGES,
     T0,

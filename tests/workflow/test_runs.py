@@ -46,7 +46,7 @@ from durable_effect.workflow import (
     Workflow,
     WorkflowDefinition,
 )
-from durable_effect.workflow._runs import RunFailure
+from durable_effect.workflow._results import RunFailure
 from tests.workflow._support import (
     STORAGES,
     T0,

@@ -1,0 +1,475 @@
+"""`RunQueries[I, O]`: what the workflow client asks of the runtime, as ``@Effect.gen`` programs.
+
+Triggers (one or a batch) are one runtime call leasing every instance involved — the new
+runs, their idempotency marks, their concurrency keys — and committing them together
+(``_operations.trigger``). Reads (``get_run``, ``list_runs``, ``steps``) look at committed
+snapshots. ``wait`` polls committed state, waking on storage changes, on the runtime's
+events about the run's end and on the runtime clock (so under ``TestRuntime`` a ``wait``
+with a timeout ends when the test moves the clock past it). ``cancel`` is the cancel
+protocol: a run nobody holds is cancelled at once, a run a worker holds gets a cancel
+request (see ``_operations``).
+
+The queries reach the runtime only through the ``WorkflowRuntime`` protocol (the engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
+
+from durable_effect._clock import Clock
+from durable_effect._duration import Duration, DurationInput
+from durable_effect._effect import Effect, Gen, async_effect
+from durable_effect._events import Event
+from durable_effect.errors import (
+    ConflictError,
+    ExecutionError,
+    InstanceNotFoundError,
+    InvalidStateError,
+    RunCancelledError,
+    StorageError,
+    TimeoutException,
+    ValidationError,
+)
+from durable_effect.jobs._exec import validated
+from durable_effect.jobs._instance import InstanceRef, InstanceTx, validate_id
+from durable_effect.storage._port import InstanceSnapshot
+from durable_effect.workflow._definition import WorkflowDefinition
+from durable_effect.workflow._operations import (
+    ACTIVE_TEXT,
+    Prepared,
+    cancel_idle,
+    check_active,
+    check_finished,
+    delete,
+    request_cancel,
+    trigger,
+)
+from durable_effect.workflow._records import (
+    INPUT_KEY,
+    JOB_TYPE,
+    LABELS_CODEC,
+    META,
+    RunMeta,
+    cancel_ref,
+    idem_ref,
+    key_ref,
+    new_run_id,
+    run_id_fits,
+    run_ref,
+)
+from durable_effect.workflow._results import (
+    FINISHED,
+    Run,
+    RunFailure,
+    RunStatus,
+    StepRecord,
+    TriggerRequest,
+    TriggerResult,
+)
+
+__all__ = ["RunQueries", "WorkflowRuntime"]
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+R = TypeVar("R")
+T = TypeVar("T")
+Er = TypeVar("Er", bound=BaseException)
+
+_Read: TypeAlias = ValidationError | StorageError
+_RunRead: TypeAlias = InstanceNotFoundError | ValidationError | StorageError
+_RunErrors: TypeAlias = InstanceNotFoundError | InvalidStateError | ValidationError
+_STATUSES = frozenset({"pending", "leased", "sleeping", "completed", "failed", "cancelled"})
+_PAGE = 200
+#: Real seconds between looks at committed state while waiting (storage changes wake it
+#: earlier; changes made by other processes are seen at the latest after this long).
+_POLL = 0.25
+#: At most one look at committed state per this many seconds while waiting (a run's end in
+#: this process is announced by its event at once).
+_MIN_GAP = 0.05
+_END_EVENTS = ("run:complete", "run:fail", "run:cancel", "run:delete")
+#: How many times ``cancel`` re-reads a run that moved while it was being cancelled.
+_CANCEL_ROUNDS = 50
+
+
+class WorkflowRuntime(Protocol):
+    """What the queries need of the runtime (the engine gives exactly this)."""
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime clock."""
+        ...
+
+    async def call(
+        self,
+        refs: Sequence[InstanceRef],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Er]],
+        *,
+        log_level: int | None = None,
+    ) -> Effect[R, Er | StorageError]:
+        """Run ``handler`` over ``refs`` under their leases (committed if it succeeds)."""
+        ...
+
+    async def try_call(
+        self,
+        refs: Sequence[InstanceRef],
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Er]],
+        *,
+        log_level: int | None = None,
+    ) -> Effect[R, Er | StorageError] | None:
+        """Like ``call``, but ``None`` (nothing ran) when an instance is held."""
+        ...
+
+    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        """Committed snapshots, without a lease."""
+        ...
+
+    async def list_instances(
+        self, prefix: str, *, after: str | None = None, limit: int | None = None
+    ) -> Sequence[str]:
+        """Instance ids starting with ``prefix``, in id order."""
+        ...
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Until something was committed, or ``timeout`` real seconds passed."""
+        ...
+
+    def subscribe(self, event_type: str, listener: Callable[[Event], object]) -> Callable[[], None]:
+        """Call ``listener`` with every event of ``event_type``; returns the unsubscribe."""
+        ...
+
+
+def _bad(field: str, message: str) -> ValidationError:
+    return ValidationError(schema=field, message=message, path=field)
+
+
+def _only_storage(exc: Exception) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    raise exc
+
+
+def _storage(thunk: Callable[[], Awaitable[T]]) -> Effect[T, StorageError]:
+    """Await a storage read; a ``StorageError`` it raises is a typed failure."""
+    return Effect.try_promise(thunk, catch=_only_storage)
+
+
+class RunQueries(Generic[I, O]):
+    """The client's operations on the runs of one workflow (registered as ``name``)."""
+
+    def __init__(
+        self, definition: WorkflowDefinition[I, O], name: str, runtime: WorkflowRuntime
+    ) -> None:
+        self.definition = definition
+        self.name = name
+        self.runtime = runtime
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _ref(self, run_id: str) -> Effect[InstanceRef, InstanceNotFoundError | ValidationError]:
+        try:
+            checked = validate_id(run_id, field="run_id")
+        except ValidationError as exc:
+            return Effect.fail(exc)
+        ref = run_ref(self.name, checked)
+        if not run_id_fits(self.name, checked):
+            return Effect.fail(InstanceNotFoundError(instance_id=ref.instance_id))
+        return Effect.succeed(ref)
+
+    def _records(self, ref: InstanceRef) -> Effect[Mapping[str, bytes], StorageError]:
+        return _storage(lambda: self.runtime.load([ref.instance_id])).map(
+            lambda snaps: snaps[ref.instance_id].records
+        )
+
+    @Effect.gen
+    def _load_run(self, ref: InstanceRef) -> Gen[Run[I, O], _RunRead]:
+        records = yield from self._records(ref)
+        now = self.runtime.clock.now()
+        run = yield from validated(
+            lambda: self.definition.read_run(records, ref.id, self.name, now)
+        )
+        if run is None:
+            yield from InstanceNotFoundError(instance_id=ref.instance_id)
+        assert run is not None
+        return run
+
+    @Effect.gen
+    def get_run(self, run_id: str) -> Gen[Run[I, O], _RunRead]:
+        """The run as committed; ``InstanceNotFoundError`` if there is none."""
+        ref = yield from self._ref(run_id)
+        return (yield from self._load_run(ref))
+
+    @Effect.gen
+    def steps(self, run_id: str) -> Gen[list[StepRecord], _RunRead]:
+        """The run's completed and failed steps in order, with outputs, errors and timings."""
+        ref = yield from self._ref(run_id)
+        records = yield from self._records(ref)
+        meta = yield from validated(lambda: META.load(records))
+        if meta is None or self.definition.expired(meta, self.runtime.clock.now()):
+            yield from InstanceNotFoundError(instance_id=ref.instance_id)
+        return (yield from validated(lambda: self.definition.read_steps(records)))
+
+    @Effect.gen
+    def list_runs(
+        self,
+        status: RunStatus | Sequence[RunStatus] | None,
+        labels: Mapping[str, str] | None,
+        limit: int,
+        offset: int,
+    ) -> Gen[list[Run[I, O]], _Read]:
+        """Runs newest first, filtered by status (one or several) and labels (AND-ed),
+        ``limit`` of them after skipping ``offset``."""
+        wanted = yield from validated(lambda: _check_statuses(status))
+        required = yield from validated(lambda: _check_labels(labels))
+        for field, value in (("limit", limit), ("offset", offset)):
+            given: object = value
+            if isinstance(given, bool) or not isinstance(given, int) or value < 0:
+                yield from _bad(field, f"must be an int >= 0, got {value!r}")
+        prefix = f"{JOB_TYPE}:{self.name}:"
+        found = yield from _storage(lambda: self.runtime.list_instances(prefix))
+        ids = list(found)
+        ids.reverse()
+        now = self.runtime.clock.now()
+        out: list[Run[I, O]] = []
+        skipped = 0
+        for start in range(0, len(ids), _PAGE):
+            if len(out) >= limit:
+                break
+            chunk = ids[start : start + _PAGE]
+            snaps = yield from _storage(functools.partial(self.runtime.load, chunk))
+            for iid in chunk:
+                read = functools.partial(
+                    self.definition.read_run, snaps[iid].records, iid[len(prefix) :], self.name, now
+                )
+                run = yield from validated(read)
+                if run is None or (wanted is not None and run.status not in wanted):
+                    continue
+                if any(run.labels.get(k) != v for k, v in required.items()):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(run)
+                if len(out) >= limit:
+                    break
+        return out
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    @Effect.gen
+    def wait(
+        self, run_id: str, timeout: DurationInput | None
+    ) -> Gen[Run[I, O], TimeoutException | _RunRead]:
+        """The run once it is finished (``TimeoutException`` after ``timeout``, runtime clock)."""
+        ref = yield from self._ref(run_id)
+        limit = None if timeout is None else Duration.parse(timeout)
+        deadline = None if limit is None else self.runtime.clock.now() + limit
+        ended = asyncio.Event()  # set by this process's events about the run's end
+
+        def on_end(event: object) -> None:
+            if getattr(event, "run_id", None) == ref.id:
+                ended.set()
+
+        offs = [self.runtime.subscribe(kind, on_end) for kind in _END_EVENTS]
+        try:
+            while True:
+                ended.clear()
+                run = yield from self._load_run(ref)
+                if run.status in FINISHED:
+                    return run
+                if deadline is not None and self.runtime.clock.now() >= deadline:
+                    assert limit is not None
+                    yield from TimeoutException(timeout_ms=round(limit.total_seconds() * 1000))
+                yield from Effect.promise(lambda: _wait_for_news(self.runtime, ended, deadline))
+        finally:
+            for off in offs:
+                off()
+
+    def outcome(self, run: Run[I, O]) -> Effect[O, ExecutionError | RunCancelledError]:
+        """A finished run's output, or the error ``trigger_and_wait`` fails with."""
+        if run.status == "completed":
+            return Effect.succeed(cast(O, run.output))
+        if run.status == "cancelled":
+            return Effect.fail(RunCancelledError(run_id=run.id))
+        failure = RunFailure(run_id=run.id, error=run.error or "unknown error")
+        iid = run_ref(self.name, run.id).instance_id
+        return Effect.fail(
+            ExecutionError(job_type=JOB_TYPE, job_name=self.name, instance_id=iid, cause=failure)
+        )
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    def _apply(
+        self, prepared: Sequence[Prepared]
+    ) -> Effect[list[TriggerResult], ConflictError | _Read]:
+        if not prepared:
+            return Effect.succeed([])
+        name, definition = self.name, self.definition
+        refs: dict[str, InstanceRef] = {}
+        for item in prepared:
+            for ref in (
+                run_ref(name, item.run_id),
+                None if item.idempotency_key is None else idem_ref(name, item.idempotency_key),
+                None if item.concurrency_key is None else key_ref(name, item.concurrency_key),
+            ):
+                if ref is not None:
+                    refs.setdefault(ref.instance_id, ref)
+
+        def handler(
+            txs: Sequence[InstanceTx],
+        ) -> Effect[list[TriggerResult], ConflictError | ValidationError]:
+            by_id = {tx.instance_id: tx for tx in txs}
+            return trigger(name, definition.expired, by_id, prepared)
+
+        level = definition.log_level
+        return async_effect(
+            lambda: self.runtime.call(list(refs.values()), handler, log_level=level)
+        )
+
+    @Effect.gen
+    def batch_trigger(
+        self, items: Sequence[I | TriggerRequest[I]]
+    ) -> Gen[list[TriggerResult], ConflictError | _Read]:
+        """Trigger every item (an input or a ``TriggerRequest``) in ONE transaction."""
+        if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+            yield from _bad("items", "must be a sequence of inputs or TriggerRequests")
+        now = self.runtime.clock.now()
+        definition = self.definition
+        prepared = yield from validated(
+            lambda: [definition.prepare(item, new_run_id(now)) for item in items]
+        )
+        return (yield from self._apply(prepared))
+
+    @Effect.gen
+    def retrigger(
+        self, run_id: str
+    ) -> Gen[TriggerResult, InvalidStateError | ConflictError | _RunRead]:
+        """A new run with a finished run's input, labels and concurrency key (``created``)."""
+        ref = yield from self._ref(run_id)
+        records = yield from self._records(ref)
+        loaded = yield from validated(lambda: META.load(records))
+        meta = yield from check_finished(loaded, ref.instance_id, "retrigger")
+        if self.definition.expired(meta, self.runtime.clock.now()):
+            yield from InstanceNotFoundError(instance_id=ref.instance_id)
+        data = records.get(INPUT_KEY, b"null")
+        yield from validated(lambda: self.definition.input_codec.decode(data))  # still valid
+        prepared = Prepared(
+            run_id=new_run_id(self.runtime.clock.now()),
+            input_data=data,
+            idempotency_key=None,
+            concurrency_key=meta.concurrency_key,
+            labels=dict(meta.labels),
+            coalesce=None,
+        )
+        results = yield from self._apply([prepared])
+        return results[0]
+
+    # -- cancel / delete ------------------------------------------------------------------------
+
+    def _meta(self, ref: InstanceRef) -> Effect[RunMeta | None, _Read]:
+        return self._records(ref).flat_map(lambda records: validated(lambda: META.load(records)))
+
+    @Effect.gen
+    def cancel(self, run_id: str) -> Gen[None, InvalidStateError | _RunRead]:
+        """Cancel an active run (the cancel protocol: see the module docstring)."""
+        ref = yield from self._ref(run_id)
+        flag = cancel_ref(self.name, ref.id)
+        level = self.definition.log_level
+        retain = self.definition.retain
+        runtime = self.runtime
+
+        def idle(txs: Sequence[InstanceTx]) -> Effect[None, _RunErrors]:
+            return cancel_idle(txs[0], retain)
+
+        def request(txs: Sequence[InstanceTx]) -> Effect[None, _RunErrors]:
+            return request_cancel(txs[0], ref.instance_id)
+
+        for _ in range(_CANCEL_ROUNDS):
+            meta = yield from self._meta(ref)
+            yield from check_active(meta, ref.instance_id)
+            direct = yield from Effect.promise(
+                lambda: runtime.try_call([ref], idle, log_level=level)
+            )
+            if direct is not None:
+                return (yield from direct)
+            # Held: a worker is executing it (or another call holds it for a moment).
+            yield from async_effect(lambda: runtime.call([flag], request, log_level=level))
+            after = yield from self._meta(ref)
+            if after is not None and after.status in ("completed", "failed"):
+                # The run's end was committed before the request (its commit is guarded
+                # by the request, atomically): the request came too late, and stays
+                # unread until the run is purged or deleted.
+                yield from InvalidStateError(
+                    expected=ACTIVE_TEXT, actual=after.status, operation="cancel"
+                )
+            if after is None or after.status in ("leased", *FINISHED):
+                return None  # the worker (or a takeover) honours it
+            yield from Effect.promise(lambda: runtime.wait_for_change(0.01))
+        # Still held after every round: the cancel request is written, and whoever holds
+        # the run next (a worker) honours it at its next step boundary.
+        return None
+
+    @Effect.gen
+    def delete_run(self, run_id: str) -> Gen[None, InvalidStateError | _RunRead]:
+        """Delete a finished run with its steps, logs and idempotency mark (``run:delete``)."""
+        ref = yield from self._ref(run_id)
+        loaded = yield from self._meta(ref)
+        meta = yield from check_finished(loaded, ref.instance_id, "delete_run")
+        refs = [ref, cancel_ref(self.name, ref.id)]
+        if meta.idempotency_key is not None:
+            refs.append(idem_ref(self.name, meta.idempotency_key))
+        level = self.definition.log_level
+        yield from async_effect(lambda: self.runtime.call(refs, delete, log_level=level))
+        return None
+
+
+async def _wait_for_news(
+    runtime: WorkflowRuntime, ended: asyncio.Event, deadline: datetime | None
+) -> None:
+    """Until the run's end is announced in this process, storage changed (throttled: at most
+    one look per ``_MIN_GAP``, at least one per ``_POLL``), or the deadline passed."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    announced = asyncio.ensure_future(ended.wait())
+    changed = asyncio.ensure_future(runtime.wait_for_change(_POLL))
+    waiters: set[asyncio.Future[Any]] = {announced, changed}
+    timer = None
+    if deadline is not None:
+        timer = asyncio.ensure_future(runtime.clock.sleep_until(deadline))
+        waiters.add(timer)
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        gap = _MIN_GAP - (loop.time() - started)
+        if gap > 0 and not announced.done() and (timer is None or not timer.done()):
+            # Every checkpoint of every run is a storage change: look again a bit later.
+            pause = asyncio.ensure_future(asyncio.sleep(gap))
+            waiters.add(pause)
+            pending = {w for w in waiters if not w.done()}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _check_statuses(status: object) -> frozenset[str] | None:
+    if status is None:
+        return None
+    given = [status] if isinstance(status, str) else status
+    if not isinstance(given, Sequence | frozenset | set):
+        raise _bad("status", f"must be a run status or a sequence of them, got {status!r}")
+    wanted = frozenset(str(s) for s in given)
+    unknown = wanted - _STATUSES
+    if unknown:
+        raise _bad("status", f"unknown run status {sorted(unknown)}; one of {sorted(_STATUSES)}")
+    return wanted
+
+
+def _check_labels(labels: object) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise _bad("labels", "must be a mapping of str to str")
+    return LABELS_CODEC.validate(dict(labels))

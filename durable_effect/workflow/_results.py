@@ -1,0 +1,139 @@
+"""What the workflow client hands back: runs, steps and trigger results (frozen values).
+
+Times are aware UTC datetimes. ``RunStatus`` is a run's lifecycle:
+``pending → leased → completed | failed | cancelled``, plus ``sleeping`` while it waits for
+a durable sleep or a step retry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeAlias, TypeVar
+
+import attrs
+
+__all__ = [
+    "ACTIVE",
+    "FINISHED",
+    "Coalesce",
+    "Disposition",
+    "Progress",
+    "Run",
+    "RunFailure",
+    "RunStatus",
+    "StepRecord",
+    "StepStatus",
+    "TriggerRequest",
+    "TriggerResult",
+]
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+RunStatus: TypeAlias = Literal["pending", "leased", "sleeping", "completed", "failed", "cancelled"]
+StepStatus: TypeAlias = Literal["completed", "failed"]
+Coalesce: TypeAlias = Literal["skip"]
+Disposition: TypeAlias = Literal["created", "idempotent", "coalesced"]
+
+#: Statuses of a run that is over (only these can be deleted or retriggered).
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+#: Statuses of a run that is not over (only these can be cancelled).
+ACTIVE: frozenset[str] = frozenset({"pending", "leased", "sleeping"})
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """What ``step.progress(current, total, message)`` reported last."""
+
+    current: int
+    total: int | None = None
+    message: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Run(Generic[I, O]):
+    """One run of a workflow, as committed.
+
+    ``error`` is ``"<Tag>: <message>"`` for a failed run. ``current_step`` is the step the run
+    was in (or last reached) at its last checkpoint. ``attempt`` counts how many times a
+    worker took the run (1 on the first lease, one more after each sleep, retry wait or
+    takeover of a crashed worker's run). A worker's taking of the run is committed with its
+    first checkpoint (just before its first step's effect runs, or its end): a worker that
+    died before that left no trace.
+    """
+
+    id: str
+    workflow: str
+    status: RunStatus
+    input: I
+    output: O | None
+    error: str | None
+    labels: dict[str, str]
+    progress: Progress | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    current_step: str | None
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run is over (completed, failed or cancelled)."""
+        return self.status in FINISHED
+
+
+@attrs.frozen(kw_only=True)
+class StepRecord:
+    """A committed step of a run: its output (completed) or its error (failed)."""
+
+    name: str
+    index: int
+    status: StepStatus
+    output: object
+    error: str | None
+    started_at: datetime
+    completed_at: datetime | None
+    attempts: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class TriggerResult:
+    """What a trigger did: ``created`` a run, found it by key (``idempotent``), or joined
+    the pending run of its concurrency key (``coalesced``)."""
+
+    run_id: str
+    disposition: Disposition
+
+
+@attrs.frozen(kw_only=True)
+class TriggerRequest(Generic[I]):
+    """One item of ``batch_trigger``, with the options of ``trigger``."""
+
+    input: I
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    labels: dict[str, str] | None = None
+    coalesce: Coalesce | None = None
+
+
+class RunFailure(Exception):
+    """The cause of the ``ExecutionError`` a failed run gives ``trigger_and_wait``.
+
+    ``error`` is the run's error text (``"<Tag>: <message>"``); the original exception
+    object lived in the worker that ran the step.
+    """
+
+    def __init__(self, run_id: str, error: str) -> None:
+        super().__init__(error)
+        self.run_id = run_id
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunFailure):
+            return NotImplemented
+        return (self.run_id, self.error) == (other.run_id, other.error)
+
+    def __hash__(self) -> int:
+        return hash((self.run_id, self.error))
