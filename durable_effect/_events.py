@@ -15,9 +15,11 @@ timestamps. Timestamps come from the runtime clock.
 
 from __future__ import annotations
 
+import operator
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
 
 import attrs
 
@@ -67,8 +69,50 @@ def to_camel(name: str) -> str:
 
 
 def iso(ts: datetime) -> str:
-    """An aware instant as ISO-8601 UTC with milliseconds and a ``Z``."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    """An aware instant as ISO-8601 UTC with milliseconds and a ``Z``.
+
+    >>> from datetime import timedelta, timezone
+    >>> iso(datetime(2026, 1, 1, 1, 2, 3, 456789, tzinfo=timezone(timedelta(hours=1))))
+    '2026-01-01T00:02:03.456Z'
+    """
+    utc = ts.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
+
+
+#: Values ``to_wire`` passes through as they are (the common case, checked first).
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+
+#: Field annotations whose values are always JSON scalars (``to_wire`` copies them as they are).
+_PLAIN_TYPES: Final = frozenset(
+    {"str", "int", "bool", "float", "str | None", "int | None", "bool | None", "float | None"}
+)
+
+
+_WirePlan = tuple[tuple[str, ...], Callable[[object], tuple[object, ...]], tuple[int, ...]]
+_PLANS: dict[type, _WirePlan] = {}
+
+
+def _wire_plan(cls: type) -> _WirePlan:
+    """For one event class, once: the camelCase keys of its fields, a getter of all their
+    values at once, and the positions of the fields that may need converting."""
+    plan = _PLANS.get(cls)
+    if plan is not None:
+        return plan
+    fields = attrs.fields(cls)
+    names = [field.name for field in fields]
+    keys = tuple(to_camel(name) for name in names)
+    getter: Callable[[object], tuple[object, ...]]
+    if len(names) == 1:
+        only = names[0]
+
+        def getter(event: object) -> tuple[object, ...]:
+            return (getattr(event, only),)
+    else:
+        getter = operator.attrgetter(*names)
+    special = tuple(i for i, f in enumerate(fields) if str(f.type) not in _PLAIN_TYPES)
+    plan = _PLANS[cls] = (keys, getter, special)
+    return plan
 
 
 def _wire_value(value: object) -> object:
@@ -101,9 +145,14 @@ class Event:
 
     def to_wire(self) -> dict[str, object]:
         """The JSON object sent to trackers (camelCase keys)."""
+        keys, getter, special = _wire_plan(type(self))
+        values = getter(self)
         out: dict[str, object] = {"type": self.type}
-        for field in attrs.fields(type(self)):
-            out[to_camel(field.name)] = _wire_value(getattr(self, field.name))
+        out.update(zip(keys, values, strict=True))
+        for i in special:
+            value = values[i]
+            if type(value) not in _PLAIN:
+                out[keys[i]] = _wire_value(value)
         return out
 
 

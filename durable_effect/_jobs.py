@@ -44,6 +44,7 @@ class DurableJobs:
         clock: Clock | None = None,
         tracker: Tracker | Sequence[Tracker] | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+        event_feed: bool = True,
     ) -> None:
         self.registry = Registry(definitions)
         self.storage: Storage = open_storage(storage) if isinstance(storage, str) else storage
@@ -63,6 +64,7 @@ class DurableJobs:
             bus=self.bus,
             owner=_owner_name(),
             lease_ttl=lease_ttl,
+            feed=event_feed,
         )
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
@@ -135,12 +137,20 @@ def create_durable_jobs(
     clock: Clock | None = None,
     tracker: Tracker | Sequence[Tracker] | None = None,
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+    event_feed: bool = True,
 ) -> DurableJobs:
     """Register ``definitions`` (name → definition) on ``storage``; nothing is opened yet.
 
     ``storage`` is a URL (``sqlite:///jobs.db`` by default, ``memory://``,
     ``postgresql://…``) or a ``Storage``. Bad names or definitions raise at once.
+    ``event_feed``: every commit also appends its events to the storage's feed (the newest
+    10,000 are kept), which ``durable_effect.web`` streams to dashboards in any process.
     """
     return DurableJobs(
-        definitions, storage=storage, clock=clock, tracker=tracker, lease_ttl=lease_ttl
+        definitions,
+        storage=storage,
+        clock=clock,
+        tracker=tracker,
+        lease_ttl=lease_ttl,
+        event_feed=event_feed,
     )

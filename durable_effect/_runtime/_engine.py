@@ -15,7 +15,10 @@
    failure → the leases are released
    and nothing is written. A handler that already released its leases in a last checkpoint
    (``TxHooks.checkpoint(..., release=True)``, a workflow run's end) costs nothing more;
-5. the handler's telemetry events are published (those of failed calls too).
+5. the handler's telemetry events are published (those of failed calls too). The events a
+   commit made true also go into that commit, as entries of the storage feed (``_feed``), so
+   that other processes can follow what this one does; the events of a failed call, and
+   lease renewals (no commit), are published here only.
 
 The engine reads time only from its ``Clock``. Shells and queries reach storage and the
 event bus only through the engine's small read/wait/publish methods, never directly.
@@ -35,6 +38,7 @@ from durable_effect._events import Event
 from durable_effect._exit import Exit
 from durable_effect._interpreter import run_exit
 from durable_effect._runtime._bus import EventBus, Listener
+from durable_effect._runtime._feed import feed_entries
 from durable_effect._runtime._hooks import HandlerHooks
 from durable_effect._runtime._kept import KeptLeases
 from durable_effect._runtime._locks import LocalLocks
@@ -72,6 +76,7 @@ class Engine:
         bus: EventBus,
         owner: str,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+        feed: bool = True,
     ) -> None:
         if lease_ttl <= timedelta(0):
             raise ValueError(f"lease_ttl must be positive, got {lease_ttl!r}")
@@ -81,6 +86,8 @@ class Engine:
         self.bus = bus
         self.owner = owner
         self.lease_ttl = lease_ttl
+        #: Whether commits append their events to the storage feed.
+        self.feed = feed
         self.locks = LocalLocks()
         self.renewals = Renewals(self.extend, lease_ttl.total_seconds() / 3)
         self.kept = KeptLeases(storage.lease_linger, lease_ttl, self.release_quietly)
@@ -363,8 +370,10 @@ class Engine:
                 # report success. Backends make a lease-only commit cheap (no fsync). (Writes
                 # after a releasing checkpoint are refused here: those leases are gone.)
                 kept = self._snapshot_to_keep(txs[0], current) if keep else None
+                unfed = hooks.unfed if hooks is not None else []
+                feed = self.feed_of([*unfed, *events]) if unfed or events else ()
                 try:
-                    await self.storage.commit(current, writes, release=kept is None)
+                    await self.storage.commit(current, writes, release=kept is None, feed=feed)
                     if kept is not None:
                         self.kept.keep(current[0], kept)
                 except LeaseLostError as exc:
@@ -378,6 +387,12 @@ class Engine:
         finally:
             self.bus.publish(events)
         return exit_
+
+    def feed_of(self, events: Sequence[Event]) -> Sequence[bytes]:
+        """The feed entries of ``events`` for a commit (none when the feed is off)."""
+        if not self.feed or not events:
+            return ()
+        return feed_entries(events)
 
     def _snapshot_to_keep(self, tx: InstanceTx, leases: Sequence[Lease]) -> InstanceSnapshot | None:
         """What a one-instance call will have committed, if its lease may be kept after it.

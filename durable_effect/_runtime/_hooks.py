@@ -5,7 +5,8 @@ The engine gives every handler's ``InstanceTx`` these hooks (``TxHooks`` in
 fenced by their generation, optionally guarded (``unless_present``) or releasing the leases
 (the handler's last) — a commit together with another instance leased for a moment
 (``checkpoint_with``), a lease-free read of another instance (``peek``), the current lease
-of an instance (``lease_of``) and a listener for lease renewals (``on_renewed``).
+of an instance (``lease_of``) and a listener for lease renewals (``on_renewed``). Each
+checkpoint commit carries its events as feed entries (``HookHost.feed_of``).
 
 The hooks use the engine only through the small ``HookHost`` protocol below.
 """
@@ -31,6 +32,12 @@ class HookHost(Protocol):
     """What the hooks need of the engine."""
 
     storage: Storage
+    #: Whether commits append their events to the storage feed.
+    feed: bool
+
+    def feed_of(self, events: Sequence[Event]) -> Sequence[bytes]:
+        """The feed entries of ``events`` for a commit (none when the feed is off)."""
+        ...
 
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver events to listeners and trackers."""
@@ -54,6 +61,8 @@ class HandlerHooks:
 
     ``leases`` is the same list the renewal updates in place, so checkpoints always use
     the current generation. ``released``: a checkpoint released them (the handler's last).
+    ``unfed``: events published by a checkpoint that had nothing to commit; they go into the
+    feed with the next commit.
     """
 
     def __init__(self, host: HookHost, leases: list[Lease]) -> None:
@@ -61,6 +70,14 @@ class HandlerHooks:
         self._leases = leases
         self._renewed: list[Callable[[Lease], Event | None]] = []
         self.released = False
+        self.unfed: list[Event] = []
+
+    def _feed(self, events: Sequence[Event]) -> Sequence[bytes]:
+        """The feed of a checkpoint commit: the events not fed yet, then ``events``."""
+        if self.unfed:
+            events = [*self.unfed, *events]
+            self.unfed = []
+        return self._host.feed_of(events)
 
     def _publish(self, tx: InstanceTx) -> None:
         """Deliver the events buffered so far (a checkpoint made them true)."""
@@ -78,12 +95,23 @@ class HandlerHooks:
         write = tx.to_write()
         if write is not None or unless_present or release:
             writes = [] if write is None else [write]
-            await self._host.storage.commit(
-                self._leases, writes, release=release, unless_present=unless_present
-            )
+            unfed = self.unfed
+            try:
+                await self._host.storage.commit(
+                    self._leases,
+                    writes,
+                    release=release,
+                    unless_present=unless_present,
+                    feed=self._feed(tx.events),
+                )
+            except BaseException:
+                self.unfed = unfed  # not committed: they go with a later commit
+                raise
             tx.rebase()
             if release:
                 self.released = True
+        elif self._host.feed:
+            self.unfed.extend(tx.events)
         self._publish(tx)
 
     def lease_of(self, instance_id: str) -> Lease | None:
@@ -123,10 +151,13 @@ class HandlerHooks:
             await host.release_quietly(acquired.leases)
             raise
         writes = [w for w in (tx.to_write(), other_tx.to_write()) if w is not None]
+        unfed = self.unfed
         try:
             both = [*self._leases, *acquired.leases]
-            await host.storage.commit(both, writes, release=False)
+            feed = self._feed([*tx.events, *other_tx.events])
+            await host.storage.commit(both, writes, release=False, feed=feed)
         except BaseException:
+            self.unfed = unfed
             await host.release_quietly(acquired.leases)
             raise
         await host.release_quietly(acquired.leases)

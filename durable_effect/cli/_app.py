@@ -50,7 +50,11 @@ def load_app(spec: str, storage: str | None = None) -> DurableJobs:
         return target
     try:
         return DurableJobs(
-            dict(target.registry), storage=storage, clock=target.clock, tracker=target.bus.trackers
+            dict(target.registry),
+            storage=storage,
+            clock=target.clock,
+            tracker=target.bus.trackers,
+            event_feed=target.engine.feed,
         )
     except ValueError as exc:
         raise CliError(str(exc), 2) from None

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from durable_effect.storage._port import InstanceWrite, Keep, Lease
+from durable_effect.storage._port import FEED_ENTRY_MAX, InstanceWrite, Keep, Lease
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -17,6 +17,8 @@ __all__ = [
     "MAX_INDEX_KEY",
     "MAX_INDEX_NAME",
     "MAX_SCAN_INDEXES",
+    "check_feed",
+    "check_feed_read",
     "check_id",
     "check_index",
     "check_index_key",
@@ -183,3 +185,27 @@ def validate_commit(leases: Sequence[Lease], writes: Sequence[InstanceWrite]) ->
         if isinstance(write.alarm, datetime):
             instant(write.alarm)
         check_index(write)
+
+
+def check_feed(feed: Sequence[bytes], retain: int) -> list[bytes]:
+    """A commit's feed entries as ``bytes`` (``ValueError`` for another type or one too
+    large); only the newest ``retain`` of them, since older ones would be trimmed at once."""
+    if isinstance(feed, bytes | bytearray | memoryview | str):
+        raise ValueError("feed is a sequence of bytes entries, not one value")
+    out: list[bytes] = []
+    for entry in feed:
+        if not isinstance(entry, bytes | bytearray | memoryview):
+            raise ValueError(f"feed entries are bytes, got {type(entry).__name__}")
+        data = bytes(entry)
+        if len(data) > FEED_ENTRY_MAX:
+            raise ValueError(f"a feed entry has at most {FEED_ENTRY_MAX} bytes, got {len(data)}")
+        out.append(data)
+    return out[-retain:] if len(out) > retain else out
+
+
+def check_feed_read(after: int, limit: int) -> None:
+    """The arguments of ``read_feed``: ``after`` an int >= 0, ``limit`` an int >= 1."""
+    given: tuple[tuple[str, object, int], ...] = (("after", after, 0), ("limit", limit, 1))
+    for name, value, least in given:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from typing import Self
 
 from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.storage._checks import check_feed as _check_feed
+from durable_effect.storage._checks import check_feed_read as _check_feed_read
 from durable_effect.storage._checks import check_index as _check_index
 from durable_effect.storage._checks import check_indexes as _check_indexes
 from durable_effect.storage._checks import check_limit as _check_limit
@@ -43,6 +45,7 @@ from durable_effect.storage._checks import validate_commit as _validate_commit
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    FeedEntry,
     GuardFailed,
     IndexHit,
     InstanceSnapshot,
@@ -148,9 +151,11 @@ class MemoryStorage(Storage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         self._check_open("commit")
         _validate_commit(leases, writes)
+        entries = _check_feed(feed, self.feed_retain) if feed else []
         for lease in leases:
             self._check_current(lease)
         for instance_id, key in unless_present:
@@ -159,6 +164,8 @@ class MemoryStorage(Storage):
         alarm_changed = False
         for write in writes:
             alarm_changed |= self._apply(write)
+        if entries and leases:
+            self._shared.append_feed(entries, self.feed_retain)
         if release:
             for lease in leases:
                 self._leases.pop(lease.instance_id, None)
@@ -286,6 +293,22 @@ class MemoryStorage(Storage):
             for name, key in entries.items():
                 bisect.insort(shared.indexes.setdefault(name, []), (key, instance_id))
 
+    # -- feed ------------------------------------------------------------------------------
+
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        self._check_open("read_feed")
+        _check_feed_read(after, limit)
+        shared = self._shared
+        feed = shared.feed
+        if not feed:
+            return []
+        start = max(after + 1 - feed[0].seq, 0)  # seqs are contiguous here
+        return feed[start : start + limit]
+
+    async def feed_head(self) -> int:
+        self._check_open("feed_head")
+        return self._shared.feed_seq
+
     # -- internals -------------------------------------------------------------------------
 
     def _check_open(self, operation: str) -> None:
@@ -380,3 +403,14 @@ class _SharedStore:
         self.indexes: dict[str, list[tuple[str, str]]] = {}
         self.generation = 0
         self.objects: weakref.WeakSet[MemoryStorage] = weakref.WeakSet()
+        self.feed: list[FeedEntry] = []
+        self.feed_seq = 0
+
+    def append_feed(self, entries: Sequence[bytes], retain: int) -> None:
+        """Append ``entries`` with the next sequence numbers; keep the newest ``retain``
+        (trimmed in steps of a tenth of it, so appends stay cheap on average)."""
+        seq = self.feed_seq
+        self.feed.extend(FeedEntry(seq=seq + n, data=data) for n, data in enumerate(entries, 1))
+        self.feed_seq = seq + len(entries)
+        if len(self.feed) > retain + max(retain // 10, 1):
+            del self.feed[: len(self.feed) - retain]

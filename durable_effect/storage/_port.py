@@ -37,6 +37,12 @@ contract suite that checks them):
   belonged to a dead process.
 * **Time** — backends never read a clock; callers pass ``now``. Instants are aware UTC
   datetimes, stored with microsecond precision.
+* **Feed** — a store-wide, append-only log of short byte entries (the runtime's telemetry
+  events as JSON). ``commit(..., feed=[...])`` appends its entries in the same transaction
+  as its writes (none when the commit applies nothing). Each entry gets a sequence number
+  (``seq``) that only grows, in commit order: once ``read_feed`` has returned an entry, no
+  entry with a smaller ``seq`` appears later. The backend keeps at least the newest
+  ``feed_retain`` entries and trims older ones, a bounded number per commit.
 * Failures of the backend itself raise ``StorageError`` and leave nothing half-written.
 """
 
@@ -54,6 +60,7 @@ __all__ = [
     "Acquired",
     "AlarmChange",
     "Claimed",
+    "FeedEntry",
     "GuardFailed",
     "IndexHit",
     "InstanceSnapshot",
@@ -152,6 +159,20 @@ class IndexHit:
 
 
 @attrs.frozen(kw_only=True)
+class FeedEntry:
+    """One entry of the store's feed: its sequence number and its bytes."""
+
+    seq: int
+    data: bytes
+
+
+#: How many of the newest feed entries a backend keeps by default (at least).
+FEED_RETAIN: Final = 10_000
+#: The largest feed entry a backend must accept (bytes); the runtime shortens larger events.
+FEED_ENTRY_MAX: Final = 64 * 1024
+
+
+@attrs.frozen(kw_only=True)
 class Acquired:
     """Leases granted by ``acquire``, with the snapshots read under them."""
 
@@ -179,6 +200,9 @@ class Storage(abc.ABC):
     #: hint for backends whose round trip costs more than the work: PostgreSQL. See
     #: ``durable_effect._runtime._kept`` for why that is safe and what it costs others.
     lease_linger: float = 0.0
+
+    #: How many of the newest feed entries are kept at least (older ones are trimmed).
+    feed_retain: int = FEED_RETAIN
 
     def add_wanted_listener(self, listener: Callable[[str], None]) -> None:  # noqa: B027
         """Call ``listener(instance_id)`` when an ``acquire`` of that instance found it held.
@@ -233,6 +257,7 @@ class Storage(abc.ABC):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         """Apply ``writes`` atomically if every lease is still current.
 
@@ -245,6 +270,10 @@ class Storage(abc.ABC):
         exists at commit time, nothing is applied (no lease released) and `GuardFailed`
         names that record. The check is atomic with the writes with respect to every commit
         that writes a guarded record; guarded instances need not be leased.
+
+        ``feed`` entries (each at most `FEED_ENTRY_MAX` bytes, ``ValueError`` otherwise) are
+        appended to the feed, in order, in the same transaction: they are there if and only
+        if the commit applied. A commit without leases appends nothing.
         """
 
     @abc.abstractmethod
@@ -314,6 +343,17 @@ class Storage(abc.ABC):
 
         In time independent of the number of entries (backends keep counts in the commits
         that change them).
+        """
+
+    @abc.abstractmethod
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        """Up to ``limit`` retained feed entries with ``seq > after``, oldest first."""
+
+    @abc.abstractmethod
+    async def feed_head(self) -> int:
+        """The ``seq`` of the newest feed entry (``0`` when the feed was never written).
+
+        Every entry a later ``read_feed`` returns has a greater ``seq`` than this.
         """
 
     async def __aenter__(self) -> Storage:

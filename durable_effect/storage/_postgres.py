@@ -33,6 +33,8 @@ from durable_effect.storage import _postgres_index_sql as ix
 from durable_effect.storage import _postgres_sql as q
 from durable_effect.storage._checks import (
     MAX_INDEX_KEY,
+    check_feed,
+    check_feed_read,
     check_indexes,
     check_limit,
     check_listing,
@@ -41,6 +43,7 @@ from durable_effect.storage._checks import (
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    FeedEntry,
     GuardFailed,
     IndexHit,
     InstanceSnapshot,
@@ -83,6 +86,10 @@ _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Attempts of an operation that the server rolled back for a deadlock or serialization
 #: failure (never expected with the lock order the SQL keeps, but harmless to retry).
 _ATTEMPTS: Final = 3
+#: Feed entries one ``sequence_feed`` call numbers at most.
+_NUMBER_BATCH: Final = 5000
+#: ``sequence_feed`` calls per read at most (the rest is numbered by the next read).
+_NUMBER_ROUNDS: Final = 4
 #: Seconds between reconnection attempts of the LISTEN connection (doubling up to the max).
 _LISTEN_RETRY_MIN: Final = 0.05
 _LISTEN_RETRY_MAX: Final = 2.0
@@ -132,6 +139,11 @@ class _Sql:
         self.acquire: Composed | bytes = with_channel(q.ACQUIRE)
         self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE)
         self.commit_one: Composed | bytes = with_channel(q.COMMIT_ONE)
+        self.commit_one_feed: Composed | bytes = with_channel(q.COMMIT_ONE_FEED)
+        self.commit_feed: Composed | bytes = compose(q.COMMIT_FEED)
+        self.sequence_feed: Composed | bytes = compose(q.SEQUENCE_FEED)
+        self.read_feed: Composed | bytes = compose(q.READ_FEED)
+        self.feed_head: Composed | bytes = compose(q.FEED_HEAD)
         self.claim_due: Composed | bytes = compose(q.CLAIM_DUE)
         self.commit: Composed | bytes = compose(q.COMMIT)
         self.extend: Composed | bytes = compose(q.EXTEND)
@@ -160,6 +172,11 @@ _OPERATIONS: Final = (
     "acquire",
     "acquire_one",
     "commit_one",
+    "commit_one_feed",
+    "commit_feed",
+    "sequence_feed",
+    "read_feed",
+    "feed_head",
     "claim_due",
     "commit",
     "extend",
@@ -473,8 +490,10 @@ class PostgresStorage(Storage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         validate_commit(leases, writes)
+        entries = check_feed(feed, self.feed_retain) if feed and leases else []
         guards = [(check_id(i), _guard_key(k)) for i, k in unless_present]
         self._require_open("commit")
         if not leases and not guards:
@@ -485,10 +504,10 @@ class PostgresStorage(Storage):
         if len(leases) == 1 and not guards:
             only = leases[0]
             if all(write.instance_id == only.instance_id for write in writes):
-                await self._commit_one(only, Plan(writes), release)
+                await self._commit_one(only, Plan(writes), release, entries)
                 return
         plan = Plan(writes)
-        params = (
+        params: tuple[object, ...] = (
             [lease.instance_id for lease in leases],
             [lease.owner for lease in leases],
             [lease.generation for lease in leases],
@@ -509,9 +528,13 @@ class PostgresStorage(Storage):
             plan.entry_names,
             plan.entry_keys,
         )
+        statement = self._sql.commit
+        if entries:
+            params = (*params, entries, self.feed_retain)
+            statement = self._sql.commit_feed
 
         async def work(conn: AsyncConnection[TupleRow]) -> int | None:
-            row = await (await conn.execute(self._sql.commit, params)).fetchone()
+            row = await (await conn.execute(statement, params)).fetchone()
             return None if row is None else row[0]
 
         lost = await self._run("commit", work)
@@ -522,10 +545,13 @@ class PostgresStorage(Storage):
         if plan.alarm_ids or release:
             self._signal()
 
-    async def _commit_one(self, lease: Lease, plan: Plan, release: bool) -> None:
-        """``commit`` of one lease whose writes all go to its own instance, without guards."""
+    async def _commit_one(
+        self, lease: Lease, plan: Plan, release: bool, entries: Sequence[bytes]
+    ) -> None:
+        """``commit`` of one lease whose writes all go to its own instance, without guards
+        (and the feed ``entries`` in the same statement)."""
         alarm_change = bool(plan.alarm_ids)
-        params = (
+        params: tuple[object, ...] = (
             lease.instance_id,
             lease.owner,
             lease.generation,
@@ -540,9 +566,13 @@ class PostgresStorage(Storage):
             plan.entry_names or None,
             plan.entry_keys or None,
         )
+        statement = self._sql.commit_one
+        if entries:
+            params = (*params, list(entries), self.feed_retain)
+            statement = self._sql.commit_one_feed
 
         async def work(conn: AsyncConnection[TupleRow]) -> bool:
-            row = await (await conn.execute(self._sql.commit_one, params)).fetchone()
+            row = await (await conn.execute(statement, params)).fetchone()
             return bool(row is not None and row[0])
 
         if await self._run("commit", work):
@@ -689,6 +719,38 @@ class PostgresStorage(Storage):
 
         found = await self._run("count_index", work, idempotent=True)
         return {n: found.get(n, 0) for n in names}
+
+    # -- feed ------------------------------------------------------------------------------
+
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        """Number what was committed since (see ``_postgres_sql``), then read past ``after``."""
+        self._require_open("read_feed")
+        check_feed_read(after, limit)
+        params = (after, min(limit, 2**31 - 1))
+
+        async def work(conn: AsyncConnection[TupleRow]) -> list[FeedEntry]:
+            await self._number_feed(conn)
+            rows = await (await conn.execute(self._sql.read_feed, params)).fetchall()
+            return [FeedEntry(seq=int(seq), data=bytes(data)) for seq, data in rows]
+
+        return await self._run("read_feed", work, idempotent=True)
+
+    async def feed_head(self) -> int:
+        self._require_open("feed_head")
+
+        async def work(conn: AsyncConnection[TupleRow]) -> int:
+            await self._number_feed(conn)
+            row = await (await conn.execute(self._sql.feed_head)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._run("feed_head", work, idempotent=True)
+
+    async def _number_feed(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Number every committed, unnumbered feed entry (batches of `_NUMBER_BATCH`)."""
+        for _ in range(_NUMBER_ROUNDS):
+            row = await (await conn.execute(self._sql.sequence_feed, (_NUMBER_BATCH,))).fetchone()
+            if row is None or int(row[0]) < _NUMBER_BATCH:
+                return
 
     # -- connections -----------------------------------------------------------------------
 

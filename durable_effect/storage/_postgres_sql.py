@@ -7,10 +7,10 @@ checked identifier);
 nothing else is ever interpolated: values travel as parameters (``%s``, or ``%b`` in binary
 format). The templates therefore contain no other braces.
 
-Schema (version 4; see ``docs/postgres.md``; version 2 added commit guards to
+Schema (version 5; see ``docs/postgres.md``; version 2 added commit guards to
 ``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``, and the
 ``want:<id>`` notification of an ``acquire`` that finds a lease held, version 4 the index
-entries and their counts):
+entries and their counts, version 5 the feed):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -23,6 +23,8 @@ entries and their counts):
 * ``index_entries(instance_id, name, key)`` (primary key ``(instance_id, name)``), the index
   ``index_order(name, key, instance_id)`` that scans read, and ``index_counts(name, shard,
   n)`` — each index's size, kept by ``set_index`` in the commits.
+* ``feed(id, seq, data bytea)`` — the event feed (see `_V5_FEED` for how its entries get
+  their commit-ordered ``seq``), with the functions ``append_feed`` and ``sequence_feed``.
 * Functions ``acquire`` (with its helper ``grant_leases``), ``claim_due`` and
   ``commit_writes`` — and ``acquire_one`` and ``commit_one``, the same for one instance
   without the arrays — that do one operation each in a single round trip (PL/pgSQL: each
@@ -45,7 +47,7 @@ from typing import Final
 from durable_effect.storage import _postgres_index_sql as ix
 
 #: The version of the schema this library writes (``len(MIGRATIONS)``).
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
 MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
@@ -551,6 +553,85 @@ BEGIN
 END
 $fn$"""
 
+#: ``pg_advisory_xact_lock`` key of the feed ("durafeed"): held by whoever numbers entries
+#: (``sequence_feed``) or trims them (``append_feed``), one at a time; the others skip.
+FEED_LOCK_ID: Final = 0x6475_7261_6665_6564
+
+# Version 5: the feed. A sequence value drawn at insert is not commit-ordered (a transaction
+# that drew 10 may commit after one that drew 11, and a reader past 11 would never see 10),
+# and a counter locked until commit would make every commit wait for the previous one's
+# fsync. So a commit only inserts its entries (``id`` from a sequence, ``seq`` NULL: no lock
+# held), and readers number them: ``sequence_feed`` gives the committed, unnumbered entries
+# their ``seq`` in ``id`` order, one numbering at a time (an advisory lock, taken before the
+# statement that reads the entries, so it sees every number given before). Numbers are
+# handed out only by committed numberings, each after the previous one committed: a reader
+# that saw ``seq`` n never sees a smaller one appear. Trimming (by ``id``, the newest
+# ``retain`` kept) takes the same lock, so it never races a numbering over the same rows.
+_V5_FEED: Final = (
+    "CREATE SEQUENCE {schema}.feed_ids AS bigint",
+    "CREATE SEQUENCE {schema}.feed_seqs AS bigint",
+    """
+CREATE TABLE {schema}.feed (
+    id bigint PRIMARY KEY DEFAULT nextval('{schema}.feed_ids'),
+    seq bigint,
+    data bytea NOT NULL
+)""",
+    "CREATE UNIQUE INDEX feed_seq ON {schema}.feed (seq) WHERE seq IS NOT NULL",
+    "CREATE INDEX feed_unnumbered ON {schema}.feed (id) WHERE seq IS NULL",
+    "ALTER TABLE {schema}.feed SET (" + ", ".join(HOT_TABLE_OPTIONS[1:]) + ")",
+    f"""
+CREATE FUNCTION {{schema}}.append_feed(p_apply boolean, p_feed bytea[], p_retain integer)
+RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_n bigint := coalesce(cardinality(p_feed), 0);
+    v_step bigint := greatest(p_retain / 10, 1);
+    v_last bigint;
+BEGIN
+    IF NOT p_apply OR v_n = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO {{schema}}.feed (data)
+    SELECT f.d FROM unnest(p_feed) WITH ORDINALITY AS f(d, n) ORDER BY f.n;
+    v_last := currval('{{schema}}.feed_ids');
+    -- Every tenth of ``retain`` appended: delete a bounded batch of what is older than the
+    -- newest ``retain`` (skipped while a numbering runs; the next trim takes twice a step).
+    IF v_last > p_retain AND v_last / v_step <> (v_last - v_n) / v_step
+            AND pg_try_advisory_xact_lock({FEED_LOCK_ID}) THEN
+        DELETE FROM {{schema}}.feed AS f WHERE f.id IN (
+            SELECT o.id FROM {{schema}}.feed AS o
+            WHERE o.id <= v_last - p_retain
+            ORDER BY o.id
+            LIMIT 2 * v_step + v_n
+        );
+    END IF;
+END
+$fn$""",
+    f"""
+CREATE FUNCTION {{schema}}.sequence_feed(p_limit integer) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM {{schema}}.feed AS f WHERE f.seq IS NULL)
+            OR NOT pg_try_advisory_xact_lock({FEED_LOCK_ID}) THEN
+        RETURN 0;  -- nothing to number, or another numbering runs (it numbers these)
+    END IF;
+    -- A new statement after the lock: it sees the numbers of every earlier numbering.
+    WITH todo AS (
+        SELECT f.id FROM {{schema}}.feed AS f WHERE f.seq IS NULL ORDER BY f.id LIMIT p_limit
+    ), numbered AS (
+        SELECT t.id, nextval('{{schema}}.feed_seqs') AS seq  -- runs after the sort
+        FROM todo AS t
+        ORDER BY t.id
+    )
+    UPDATE {{schema}}.feed AS f SET seq = n.seq FROM numbered AS n WHERE f.id = n.id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$fn$""",
+)
+
 #: Statements of each schema version, applied in order (index 0 makes version 1).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
@@ -564,6 +645,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ix.V4_COMMIT,
         ix.V4_COMMIT_ONE,
     ),
+    _V5_FEED,
 )
 
 # -- operations ------------------------------------------------------------------------------
@@ -601,6 +683,35 @@ SELECT {schema}.commit_writes(
     %s::text[], %s::text[],
     %s::text[], %s::text[], %s::text[], %s::text[]
 )"""
+
+
+def _with_feed(call: str, applied: str, mark: str) -> str:
+    """``call`` (one ``SELECT f(...)``) that also appends feed entries in the same statement,
+    so in the same transaction, when ``applied`` (a condition on its result ``c.lost``)
+    holds: two more parameters, the entries (``bytea[]``) and the retention (``integer``)."""
+    inner = call.strip().removeprefix("SELECT ")
+    return (
+        f"WITH c AS MATERIALIZED (SELECT {inner} AS lost)\n"
+        f"SELECT c.lost, {{schema}}.append_feed({applied}, {mark}::bytea[], {mark}::integer)"
+        " FROM c"
+    )
+
+
+#: ``COMMIT_ONE`` and ``COMMIT`` with feed entries (appended unless fenced or guarded).
+COMMIT_ONE_FEED: Final = _with_feed(COMMIT_ONE, "NOT c.lost", "%b")
+COMMIT_FEED: Final = _with_feed(COMMIT, "c.lost IS NULL", "%s")
+
+
+#: Number up to ``%s`` committed, unnumbered feed entries (its own transaction).
+SEQUENCE_FEED: Final = "SELECT {schema}.sequence_feed(%s::integer)"
+
+READ_FEED: Final = """
+SELECT f.seq, f.data FROM {schema}.feed AS f
+WHERE f.seq > %s::bigint AND f.seq IS NOT NULL
+ORDER BY f.seq
+LIMIT %s::integer"""
+
+FEED_HEAD: Final = "SELECT coalesce(max(f.seq), 0) FROM {schema}.feed AS f WHERE f.seq IS NOT NULL"
 
 EXTEND: Final = """
 UPDATE {schema}.leases SET expires_at = %s

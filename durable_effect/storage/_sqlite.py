@@ -31,6 +31,8 @@ from typing import Any, Final, Literal, Self, TypeVar
 
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
+from durable_effect.storage._checks import check_feed as _check_feed
+from durable_effect.storage._checks import check_feed_read as _check_feed_read
 from durable_effect.storage._checks import check_id as _check_id
 from durable_effect.storage._checks import check_index as _check_index
 from durable_effect.storage._checks import check_indexes as _check_indexes
@@ -44,6 +46,7 @@ from durable_effect.storage._checks import unique_ids as _unique_ids
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    FeedEntry,
     GuardFailed,
     IndexHit,
     InstanceSnapshot,
@@ -65,6 +68,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _CHUNK: Final = 500  # ids per IN (...) list
 _INLINE_READ: Final = 16  # a ``load`` of at most this many ids may run on the event loop
 _INLINE_SCAN: Final = 1000  # a ``scan_index`` reading at most this many rows, likewise
+_INLINE_FEED: Final = 200  # a ``read_feed`` of at most this many entries may run on the loop
 #: Whether a record exists (a commit guard; local here to keep the guard in the commit path).
 _HAS_RECORD: Final = "SELECT 1 FROM records WHERE instance_id = ? AND key = ?"
 
@@ -265,8 +269,12 @@ class SqliteStorage(Storage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         rows, weight, alarm_changed = _commit_rows(leases, writes)
+        retain = self.feed_retain
+        entries = _check_feed(feed, retain) if feed and leases else []
+        weight += len(entries)
         guards = [(_check_id(i), _key(k)) for i, k in unless_present] if unless_present else []
         if not leases and not guards:
             self._check_open("commit")
@@ -312,6 +320,8 @@ class SqliteStorage(Storage):
                 conn.executemany(
                     schema.DELETE_LEASE, [(x.instance_id, x.owner, x.generation) for x in leases]
                 )
+            if entries:
+                _append_feed(conn, entries, retain)
             return None
 
         found = await self._write(
@@ -474,6 +484,27 @@ class SqliteStorage(Storage):
 
         return await self._group.read("count_index", read, inline=True)
 
+    # -- feed ------------------------------------------------------------------------------
+
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        self._check_open("read_feed")
+        _check_feed_read(after, limit)
+
+        def read(conn: sqlite3.Connection) -> Sequence[FeedEntry]:
+            rows = conn.execute(schema.READ_FEED, (after, limit)).fetchall()
+            return [FeedEntry(seq=seq, data=data) for seq, data in rows]
+
+        return await self._group.read("read_feed", read, inline=limit <= _INLINE_FEED)
+
+    async def feed_head(self) -> int:
+        self._check_open("feed_head")
+
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(schema.FEED_HEAD).fetchone()
+            return 0 if row is None or row[0] is None else int(row[0])
+
+        return await self._group.read("feed_head", read, inline=True)
+
     # -- internals -------------------------------------------------------------------------
 
     def _check_open(self, operation: str) -> asyncio.AbstractEventLoop:
@@ -516,6 +547,18 @@ def _lost(lease: Lease) -> LeaseLostError:
     return LeaseLostError(
         instance_id=lease.instance_id, owner=lease.owner, generation=lease.generation
     )
+
+
+def _append_feed(conn: sqlite3.Connection, entries: Sequence[bytes], retain: int) -> None:
+    """Append ``entries`` (one insert per `schema.FEED_CHUNK`); every tenth of ``retain``
+    appended, trim what is older than the newest ``retain`` (a bounded delete)."""
+    last = 0
+    for start in range(0, len(entries), schema.FEED_CHUNK):
+        chunk = entries[start : start + schema.FEED_CHUNK]
+        last = conn.execute(schema.append_feed(len(chunk)), chunk).lastrowid or 0
+    step = max(retain // 10, 1)
+    if last // step != (last - len(entries)) // step and last > retain:
+        conn.execute(schema.TRIM_FEED, (last - retain, 2 * step + len(entries)))
 
 
 def _check_current(conn: sqlite3.Connection, lease: Lease) -> None:

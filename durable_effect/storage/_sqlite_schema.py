@@ -89,6 +89,9 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             ON CONFLICT (name) DO UPDATE SET n = n + 1;
         END""",
     ),
+    # Version 3: the event feed. ``seq`` is the rowid: one more than the largest, so commit
+    # order (one writer at a time) and never reused (trimming always keeps the newest rows).
+    ("CREATE TABLE IF NOT EXISTS feed (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)",),
 )
 
 #: The schema version this library writes.
@@ -184,6 +187,21 @@ def scan_sql(indexes: int, *, after: bool, until: bool, descending: bool) -> str
         f"SELECT min(name), key, instance_id FROM ({arms}) GROUP BY key, instance_id"
         f" ORDER BY key {way}, instance_id {way} LIMIT ?"
     )
+
+
+#: The most feed entries one ``INSERT`` statement appends (one ``?`` each).
+FEED_CHUNK: Final = 500
+#: Delete up to ``?`` (second) of the oldest feed entries with ``seq <= ?`` (first).
+TRIM_FEED: Final = (
+    "DELETE FROM feed WHERE seq IN (SELECT seq FROM feed WHERE seq <= ? ORDER BY seq LIMIT ?)"
+)
+READ_FEED: Final = "SELECT seq, data FROM feed WHERE seq > ? ORDER BY seq LIMIT ?"
+FEED_HEAD: Final = "SELECT MAX(seq) FROM feed"
+
+
+def append_feed(n: int) -> str:
+    """The statement appending ``n`` feed entries (``n <= FEED_CHUNK``) in one insert."""
+    return "INSERT INTO feed (data) VALUES " + ", ".join(["(?)"] * n)
 
 
 # -- connections ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from durable_effect.storage._port import (
     Lease,
     Storage,
 )
+from durable_effect.testing._feed_contract import FeedContract
 from durable_effect.testing._index_contract import IndexContract
 
 __all__ = ["StorageContract"]
@@ -123,11 +124,12 @@ async def _write_flag_then_look(storage: Storage, lease: Lease, target: str) -> 
     return "done" in (await storage.load([target]))[target].records
 
 
-class StorageContract(IndexContract):
+class StorageContract(IndexContract, FeedContract):
     """Tests every `Storage` backend must pass; subclass with a ``storage`` fixture.
 
     Subclasses set ``__test__ = True`` and may override `peer`. The index tests come from
-    `IndexContract` (``durable_effect.testing._index_contract``).
+    `IndexContract` (``durable_effect.testing._index_contract``), the feed tests from
+    `FeedContract` (``durable_effect.testing._feed_contract``).
     """
 
     __test__: ClassVar[bool] = False

@@ -51,13 +51,6 @@ class WorkflowEvent(Event):
     job_name: str
     labels: dict[str, str] = attrs.field(factory=dict)
 
-    def to_wire(self) -> dict[str, object]:
-        out = super().to_wire()
-        for key, value in out.items():
-            if isinstance(value, Progress):
-                out[key] = {to_camel(k): v for k, v in attrs.asdict(value).items()}
-        return out
-
 
 @attrs.frozen(kw_only=True)
 class RunTriggered(WorkflowEvent):
@@ -102,6 +95,12 @@ class RunProgressed(WorkflowEvent):
 
     type: ClassVar[str] = "run:progress"
     progress: Progress
+
+    def to_wire(self) -> dict[str, object]:
+        out = super().to_wire()
+        progress = self.progress
+        out["progress"] = {to_camel(k): v for k, v in attrs.asdict(progress).items()}
+        return out
 
 
 @attrs.frozen(kw_only=True)

@@ -219,8 +219,11 @@ class AckingStorage(PostgresStorage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
-        await super().commit(leases, writes, release=release, unless_present=unless_present)
+        await super().commit(
+            leases, writes, release=release, unless_present=unless_present, feed=feed
+        )
         lines = []
         for write in writes:
             data = write.puts.get("state")

@@ -75,8 +75,11 @@ class ReportingStorage(SqliteStorage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
-        await super().commit(leases, writes, release=release, unless_present=unless_present)
+        await super().commit(
+            leases, writes, release=release, unless_present=unless_present, feed=feed
+        )
         lines = []
         for write in writes:
             tokens = [k[len(LOG_PREFIX) :] for k in write.puts if k.startswith(LOG_PREFIX)]

@@ -136,6 +136,7 @@ async def test_hot_tables_get_their_storage_and_autovacuum_options(pg_store: PgS
     options = {str(name): value for name, value in rows}
     assert set(options) == {
         "alarms",
+        "feed",
         "index_counts",
         "index_entries",
         "leases",
@@ -151,6 +152,8 @@ async def test_hot_tables_get_their_storage_and_autovacuum_options(pg_store: PgS
         } <= set(q.HOT_TABLE_OPTIONS)
     assert options["records"] is None
     assert options["index_entries"] is None
+    # the feed turns its rows over (append, number, trim) but gains nothing from fillfactor
+    assert options["feed"] == [o for o in q.HOT_TABLE_OPTIONS if not o.startswith("fillfactor")]
     indexes = query(
         pg_store.url,
         "SELECT indexdef FROM pg_indexes WHERE schemaname = %s"
@@ -202,6 +205,10 @@ async def test_an_older_schema_is_migrated_with_its_data(pg_store: PgStore, vers
         claimed = await storage.claim_due(now=T0, owner="w", ttl=TTL, limit=10)
         assert [c.lease.instance_id for c in claimed] == ["old"]
         assert claimed[0].snapshot.records == {"k": b"w", "j": b""}
+        await storage.commit([claimed[0].lease], [], feed=[b"after the migration"])
+        assert [e.data for e in await storage.read_feed(after=0, limit=5)] == [
+            b"after the migration"
+        ]
     assert query(pg_store.url, f"SELECT value FROM {schema}.meta") == [(q.SCHEMA_VERSION,)]
 
 

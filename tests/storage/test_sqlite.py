@@ -177,6 +177,10 @@ async def test_an_older_schema_is_migrated_with_its_data(tmp_path: Path, version
         assert await storage.count_index(["i"]) == {"i": 2}
         claimed = await storage.claim_due(now=T0, owner="w", ttl=TTL, limit=10)
         assert [c.lease.instance_id for c in claimed] == ["old"]
+        await storage.commit([claimed[0].lease], [], feed=[b"after the migration"])
+        assert [e.data for e in await storage.read_feed(after=0, limit=5)] == [
+            b"after the migration"
+        ]
     raw = _raw(path)
     try:
         rows = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()

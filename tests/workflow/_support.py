@@ -17,6 +17,7 @@ from durable_effect.jobs._base import JobDefinition
 from durable_effect.storage import (
     Acquired,
     Claimed,
+    FeedEntry,
     IndexHit,
     InstanceSnapshot,
     InstanceWrite,
@@ -178,9 +179,12 @@ class CrashableStorage(Storage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         self._check("commit")
-        await self.inner.commit(leases, writes, release=release, unless_present=unless_present)
+        await self.inner.commit(
+            leases, writes, release=release, unless_present=unless_present, feed=feed
+        )
 
     async def claim_due(
         self, *, now: datetime, owner: str, ttl: timedelta, limit: int
@@ -219,3 +223,11 @@ class CrashableStorage(Storage):
     async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
         self._check("count_index")
         return await self.inner.count_index(indexes)
+
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        self._check("read_feed")
+        return await self.inner.read_feed(after=after, limit=limit)
+
+    async def feed_head(self) -> int:
+        self._check("feed_head")
+        return await self.inner.feed_head()

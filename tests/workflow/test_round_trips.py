@@ -99,9 +99,12 @@ class CountingStorage(CrashableStorage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
         self.calls["commit"] += 1
-        await super().commit(leases, writes, release=release, unless_present=unless_present)
+        await super().commit(
+            leases, writes, release=release, unless_present=unless_present, feed=feed
+        )
 
     async def claim_due(
         self, *, now: datetime, owner: str, ttl: timedelta, limit: int
