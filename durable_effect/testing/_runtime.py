@@ -37,6 +37,7 @@ from durable_effect._client._jobs_client import JobsClient
 from durable_effect._duration import Duration
 from durable_effect._events import Event
 from durable_effect._jobs import DurableJobs
+from durable_effect._runtime._engine import DEFAULT_LEASE_TTL
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.storage import Claimed, Lease, Storage
@@ -126,9 +127,12 @@ class TestRuntime:
     ) -> None:
         self.clock = TestClock(start)
         self.tracker = RecordingTracker()
-        extra = {} if lease_ttl is None else {"lease_ttl": lease_ttl}
         self.jobs = DurableJobs(
-            definitions, storage=storage, clock=self.clock, tracker=self.tracker, **extra
+            definitions,
+            storage=storage,
+            clock=self.clock,
+            tracker=self.tracker,
+            lease_ttl=DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl,
         )
         self._worker = self.jobs.worker(concurrency=64)
         self._handlers: dict[asyncio.Task[bool], _Handler] = {}
