@@ -51,27 +51,17 @@ class JobHandle(Generic[D]):
         self, id: str, op: Callable[[D, InstanceTx], Effect[R, Err]]
     ) -> Effect[R, Err | JobNotFoundError | ValidationError | StorageError]:
         """Run ``op`` as one handler of instance ``id`` (leased, committed on success)."""
-
-        async def run() -> Effect[R, Err | JobNotFoundError | ValidationError | StorageError]:
-            try:
-                definition = self._resolve()
-                ref = self._ref(id)
-            except (JobNotFoundError, ValidationError) as exc:
-                return Effect.fail(exc)
-            engine = await self._engine()
-
-            def handler(txs: Sequence[InstanceTx]) -> Effect[R, Err]:
-                return op(definition, txs[0])
-
-            return await engine.call([ref], handler, log_level=definition.log_level)
-
-        return async_effect(run)
+        return self._on_instance(id, op, leased=True)
 
     def _read(
         self, id: str, op: Callable[[D, InstanceTx], Effect[R, Err]]
     ) -> Effect[R, Err | JobNotFoundError | ValidationError | StorageError]:
         """Run ``op`` over the committed snapshot of ``id``, without a lease; never commits."""
+        return self._on_instance(id, op, leased=False)
 
+    def _on_instance(
+        self, id: str, op: Callable[[D, InstanceTx], Effect[R, Err]], *, leased: bool
+    ) -> Effect[R, Err | JobNotFoundError | ValidationError | StorageError]:
         async def run() -> Effect[R, Err | JobNotFoundError | ValidationError | StorageError]:
             try:
                 definition = self._resolve()
@@ -79,6 +69,12 @@ class JobHandle(Generic[D]):
             except (JobNotFoundError, ValidationError) as exc:
                 return Effect.fail(exc)
             engine = await self._engine()
+            if leased:
+
+                def handler(txs: Sequence[InstanceTx]) -> Effect[R, Err]:
+                    return op(definition, txs[0])
+
+                return await engine.call([ref], handler, log_level=definition.log_level)
             try:
                 tx = await engine.read_tx(ref)
             except StorageError as exc:

@@ -11,31 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Generic, Never, NoReturn, TypeVar
+from typing import Generic, Never, TypeVar
 
-from durable_effect._codec import Codec
 from durable_effect._effect import Effect
 from durable_effect.errors import ValidationError
+from durable_effect.jobs._exec import Termination
 from durable_effect.jobs._instance import InstanceTx
+from durable_effect.jobs._records import Record
 
-__all__ = ["STATE_KEY", "ContinuousContext"]
+__all__ = ["ContinuousContext"]
 
 S = TypeVar("S")
-
-#: The record holding the user's state (encoded with the user's schema).
-STATE_KEY = "state"
-
-
-class _Terminate(BaseException):
-    """Raised by ``ctx.terminate``: unwinds the user's program (not catchable as a failure).
-
-    A ``BaseException`` so that ``Effect.try_``-style wrappers (which catch ``Exception``)
-    never mistake it for a failure of their own thunk.
-    """
-
-    def __init__(self, reason: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ContinuousContext(Generic[S]):
@@ -45,8 +31,8 @@ class ContinuousContext(Generic[S]):
     """
 
     __slots__ = (
-        "_codec",
-        "_terminated",
+        "_state",
+        "_termination",
         "_tx",
         "attempt",
         "id",
@@ -72,15 +58,15 @@ class ContinuousContext(Generic[S]):
     def __init__(
         self,
         tx: InstanceTx,
-        codec: Codec[S],
+        state: Record[S],
         *,
         run_count: int,
         attempt: int,
         scheduled_at: datetime,
     ) -> None:
         self._tx = tx
-        self._codec = codec
-        self._terminated: list[str | None] = []
+        self._state = state
+        self._termination = Termination()
         self.instance_id = tx.ref.instance_id
         self.id = tx.ref.id
         self.job_name = tx.ref.job_name
@@ -109,36 +95,37 @@ class ContinuousContext(Generic[S]):
     def terminate(self, reason: str | None = None) -> Effect[Never]:
         """Stop the job: this run ends here, the alarm is cancelled and all state purged."""
 
-        def stop() -> NoReturn:
-            self._terminated.append(reason)
-            raise _Terminate(reason)
-
-        return Effect.sync(stop)
+        termination = self._termination
+        return Effect.sync(lambda: termination.request(reason))
 
     # -- for the job ------------------------------------------------------------------------
 
     @property
+    def termination(self) -> Termination:
+        """Whether (and why) ``terminate`` ran during this run."""
+        return self._termination
+
+    @property
     def terminated(self) -> bool:
         """Whether ``terminate`` ran during this run."""
-        return bool(self._terminated)
+        return self._termination.requested
 
     @property
     def termination_reason(self) -> str | None:
         """The reason given to ``terminate`` (the first call's)."""
-        return self._terminated[0] if self._terminated else None
+        return self._termination.reason
 
     def _read(self) -> S:
-        data = self._tx.get(STATE_KEY)
-        if data is None:  # pragma: no cover - an instance always has its state record
+        state = self._state.load(self._tx)
+        if state is None:  # pragma: no cover - an instance always has its state record
             raise ValidationError(
-                schema=self._codec.name, message="the instance has no state", path="$"
+                schema=self._state.codec.name, message="the instance has no state", path="$"
             )
-        return self._codec.decode(data)
+        return state
 
     def _write(self, state: S) -> Effect[None, ValidationError]:
         try:
-            data = self._codec.encode(state)
+            self._state.save(self._tx, state)
         except ValidationError as exc:
             return Effect.fail(exc)
-        self._tx.put(STATE_KEY, data)
         return Effect.succeed(None)

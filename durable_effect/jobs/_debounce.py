@@ -21,24 +21,25 @@ same way: the ``add`` itself succeeds (its event is kept).
 from __future__ import annotations
 
 import types
-from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from durable_effect import _log
 from durable_effect._backoff import Retry
-from durable_effect._codec import Codec, codec_for
-from durable_effect._duration import Duration, DurationInput
+from durable_effect._codec import Codec
+from durable_effect._duration import DurationInput
+from durable_effect.jobs._checks import Checks
 from durable_effect.jobs._debounce_context import (
-    DebounceAddResult,
-    DebounceClearResult,
     DebounceContext,
     DebounceEventContext,
-    DebounceFlushResult,
-    DebounceStateResult,
-    DebounceStatusResult,
     FlushReason,
 )
 from durable_effect.jobs._debounce_definition import DebounceDefinition, Execute, Reducer
+from durable_effect.jobs._debounce_results import (
+    DebounceAddResult,
+    DebounceClearResult,
+    DebounceFlushResult,
+    DebounceStateResult,
+    DebounceStatusResult,
+)
 
 __all__ = [
     "Debounce",
@@ -57,16 +58,6 @@ S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
 J = TypeVar("J")
 K = TypeVar("K")
-
-
-def _positive(field: str, value: DurationInput) -> timedelta:
-    try:
-        parsed = Duration.parse(value)
-    except ValueError as exc:
-        raise ValueError(f"Debounce.make: {field}: {exc}") from None
-    if parsed <= timedelta(0):
-        raise ValueError(f"Debounce.make: {field} must be positive, got {value!r}")
-    return parsed
 
 
 class Debounce:
@@ -170,14 +161,10 @@ class Debounce:
             ...
         ValueError: Debounce.make: flush_after must be positive, got '0 s'
         """
-        try:
-            event_codec: Codec[Any] = codec_for(event_schema)
-        except TypeError as exc:
-            raise TypeError(f"Debounce.make: event_schema: {exc}") from None
-        if not callable(execute):
-            raise TypeError(f"Debounce.make: execute must be callable, got {execute!r}")
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"Debounce.make: on_event must be callable, got {on_event!r}")
+        check = Checks("Debounce.make")
+        event_codec: Codec[Any] = check.schema("event_schema", event_schema)
+        check.callable("execute", execute)
+        check.callable("on_event", on_event, optional=True)
         if state_schema is None:
             state_codec: Codec[Any] = event_codec
             state_schema = event_schema
@@ -187,33 +174,24 @@ class Debounce:
                     "Debounce.make: on_event is required when state_schema is given "
                     "(the default reducer keeps the latest event, of the event schema)"
                 )
-            try:
-                state_codec = codec_for(state_schema)
-            except TypeError as exc:
-                raise TypeError(f"Debounce.make: state_schema: {exc}") from None
-        given_max: object = max_events
-        if given_max is not None and (
-            isinstance(given_max, bool) or not isinstance(given_max, int) or given_max < 1
-        ):
-            raise ValueError(f"Debounce.make: max_events must be an int >= 1, got {max_events!r}")
-        given_retry: object = retry
-        if given_retry is not None and not isinstance(given_retry, Retry):
-            raise TypeError(f"Debounce.make: retry must be a Retry or None, got {retry!r}")
-        try:
-            level = _log.level_for(logging)
-        except TypeError as exc:
-            raise TypeError(f"Debounce.make: {exc}") from None
+            state_codec = check.schema("state_schema", state_schema)
+        if max_events is not None:
+            check.int_at_least("max_events", max_events, 1)
+        check.retry(retry)
+        level = check.logging(logging)
         return DebounceDefinition(
             event_schema=event_schema,
             execute=execute,
-            flush_after=_positive("flush_after", flush_after),
+            flush_after=check.positive_duration("flush_after", flush_after),
             state_schema=state_schema,
             max_events=max_events,
-            idle_after=None if idle_after is None else _positive("idle_after", idle_after),
+            idle_after=None
+            if idle_after is None
+            else check.positive_duration("idle_after", idle_after),
             on_event=on_event,
             retry=retry,
             logging=logging,
-            dedupe_window=_positive("dedupe_window", dedupe_window),
+            dedupe_window=check.positive_duration("dedupe_window", dedupe_window),
             log_level=level,
             event_codec=event_codec,
             state_codec=state_codec,

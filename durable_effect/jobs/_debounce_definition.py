@@ -1,7 +1,7 @@
 """`DebounceDefinition`: the semantics of a Debounce job's client operations and alarm.
 
-Each operation is a function of one instance's ``InstanceTx`` returning an ``Effect``; the
-runtime commits what it buffered if, and only if, the effect succeeds. The records it keeps
+Each operation is an ``@Effect.gen`` program over one instance's ``InstanceTx``; the
+runtime commits what it buffered if, and only if, it succeeds. The records it keeps
 are described in ``durable_effect.jobs._debounce_records``; the alarm is the batch's flush
 instant (or its retry), or the dedupe clean-up instant. See ``durable_effect.jobs._debounce``
 for the behaviour users see.
@@ -18,35 +18,35 @@ import attrs
 
 from durable_effect._backoff import Retry
 from durable_effect._codec import Codec, decode_json
-from durable_effect._effect import Effect, Err, Gen
+from durable_effect._duration import Duration
+from durable_effect._effect import Effect, Gen
 from durable_effect._events import DebounceFlushed, DebounceStarted, JobFailed, JobRetryExhausted
+from durable_effect._exit import Exit
 from durable_effect.errors import DuplicateEventError, ExecutionError, ValidationError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._debounce_context import (
-    DebounceAddResult,
-    DebounceClearResult,
     DebounceContext,
     DebounceEventContext,
-    DebounceFlushResult,
-    DebounceStateResult,
-    DebounceStatusResult,
     FlushReason,
 )
 from durable_effect.jobs._debounce_records import (
     BATCH,
-    BATCH_CODEC,
-    STATE,
+    STATE_KEY,
     BatchMeta,
     close_batch,
-    event_fields,
-    live_marks,
-    load_batch,
-    millis,
-    validated,
-    write_marks,
+    keep_marks_only,
 )
-from durable_effect.jobs._exec import Outcome, error_info, execution_error, run_user
-from durable_effect.jobs._instance import InstanceTx, validate_id
+from durable_effect.jobs._debounce_results import (
+    DebounceAddResult,
+    DebounceClearResult,
+    DebounceFlushResult,
+    DebounceStateResult,
+    DebounceStatusResult,
+)
+from durable_effect.jobs._dedupe import Dedupe
+from durable_effect.jobs._exec import error_info, execution_error, run_user, validated
+from durable_effect.jobs._instance import InstanceTx, event_fields, validate_id
+from durable_effect.jobs._records import Record
 
 __all__ = ["DebounceDefinition", "Execute", "Reducer"]
 
@@ -81,6 +81,12 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     _event_codec: Codec[I] = attrs.field(repr=False)
     _state_codec: Codec[S] = attrs.field(repr=False)
     _rng: random.Random = attrs.field(factory=random.Random, repr=False)
+    _state_record: Record[S] = attrs.field(init=False, repr=False)
+    _dedupe: Dedupe = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_state_record", Record(STATE_KEY, self._state_codec))
+        object.__setattr__(self, "_dedupe", Dedupe(self.dedupe_window))
 
     @property
     def log_level(self) -> int:
@@ -89,12 +95,12 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     # -- the batch ------------------------------------------------------------------------
 
     def _state(self, tx: InstanceTx) -> S:
-        raw = tx.get(STATE)
-        if raw is None:
+        state = self._state_record.load(tx)
+        if state is None:
             raise ValidationError(
                 schema=self._state_codec.name, message="the batch has no state", path="$"
             )
-        return self._state_codec.decode(raw)
+        return state
 
     def _due(self, batch: BatchMeta) -> datetime:
         """When the batch flushes: its retry, or min(first + flush_after, last + idle_after)."""
@@ -116,7 +122,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     def _failed(
         self, tx: InstanceTx, batch: BatchMeta, error: BaseException, *, will_retry: bool
     ) -> JobFailed:
-        raw_state = tx.get(STATE)
+        raw_state = tx.get(STATE_KEY)
         return JobFailed(
             **event_fields(tx),
             attempt=batch.attempt,
@@ -129,7 +135,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
 
     def _try_flush(
         self, tx: InstanceTx, batch: BatchMeta, reason: FlushReason
-    ) -> Effect[Outcome[None], Never]:
+    ) -> Effect[Exit[None, BaseException], Never]:
         """Run ``execute`` over the batch; on success the batch is closed and reported."""
         ctx: DebounceContext[S] = DebounceContext(
             state=lambda: self._state(tx),
@@ -143,18 +149,18 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         )
         started = tx.now()
 
-        def settle(outcome: Outcome[None]) -> Outcome[None]:
-            if outcome.ok:
-                close_batch(tx)
+        def settle(exit_: Exit[None, BaseException]) -> Exit[None, BaseException]:
+            if exit_.is_ok:
+                close_batch(tx, self._dedupe)
                 tx.emit(
                     DebounceFlushed(
                         **event_fields(tx),
                         event_count=batch.count,
                         reason=reason,
-                        duration_ms=millis(tx.now() - started),
+                        duration_ms=max(0, Duration.millis(tx.now() - started)),
                     )
                 )
-            return outcome
+            return exit_
 
         return run_user(Effect.suspend(lambda: self.execute(ctx))).map(settle)
 
@@ -185,7 +191,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
             tx.emit(
                 JobRetryExhausted(**event_fields(tx), attempts=batch.attempt, reason=info.message)
             )
-            close_batch(tx)
+            close_batch(tx, self._dedupe)
             return False
         kept = attrs.evolve(
             batch,
@@ -194,7 +200,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
             retry_reason=reason,
             first_try_at=first,
         )
-        tx.put(BATCH, BATCH_CODEC.encode(kept))
+        BATCH.save(tx, kept)
         tx.set_alarm(retry_at)
         return True
 
@@ -210,10 +216,10 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         if event_id is not None:
             key = yield from validated(lambda: validate_id(event_id, field="event_id"))
         now = tx.now()
-        marks, pruned = yield from validated(lambda: live_marks(tx, now))
-        if key is not None and key in marks:
+        marks = yield from validated(lambda: self._dedupe.live(tx, now))
+        if key is not None and marks.seen(key):
             yield from DuplicateEventError(event_id=key)
-        batch = yield from validated(lambda: load_batch(tx))
+        batch = yield from validated(lambda: BATCH.load(tx))
         state: S | None = None
         if batch is not None:
             state = yield from validated(lambda: self._state(tx))
@@ -230,37 +236,34 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
                 id=tx.ref.id,
                 job_name=tx.ref.job_name,
             )
-            outcome = yield from run_user(Effect.suspend(lambda: reducer(ectx)))
-            if not outcome.ok:
-                assert outcome.error is not None
-                yield from execution_error(tx.ref, outcome.error)
-            new_state = cast(S, outcome.value)
+            reduced = yield from run_user(Effect.suspend(lambda: reducer(ectx)))
+            if not reduced.is_ok:
+                yield from execution_error(tx.ref, reduced.error)
+            new_state = reduced.value
         encoded = yield from validated(lambda: self._state_codec.encode(new_state))
 
         # Everything is valid: write.
-        tx.put(STATE, encoded)
+        tx.put(STATE_KEY, encoded)
         if key is not None:
-            marks[key] = now + self.dedupe_window
-        if key is not None or pruned:
-            write_marks(tx, marks)
+            marks.remember(key)
+        marks.write(tx)
         created = batch is None
         if batch is None:
             batch = BatchMeta(count=1, started_at=now, last_event_at=now)
             tx.emit(DebounceStarted(**event_fields(tx), flush_at=self._due(batch)))
         else:
             batch = attrs.evolve(batch, count=count, last_event_at=now)
-        tx.put(BATCH, BATCH_CODEC.encode(batch))
+        BATCH.save(tx, batch)
         tx.set_alarm(self._due(batch))
         if self.max_events is not None and count >= self.max_events and batch.retry_at is None:
             started = tx.now()
             tried = yield from self._try_flush(tx, batch, "max_events")
-            if tried.ok:
+            if tried.is_ok:
                 return DebounceAddResult(
                     created=created, event_count=count, will_flush_at=None, flushed=True
                 )
-            assert tried.error is not None
             kept = yield from self._record_failure(tx, batch, "max_events", tried.error, started)
-            batch = load_batch(tx) if kept else None
+            batch = BATCH.load(tx) if kept else None
             return DebounceAddResult(
                 created=created,
                 event_count=count,
@@ -271,14 +274,13 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     @Effect.gen
     def flush(self, tx: InstanceTx) -> Gen[DebounceFlushResult, ValidationError | ExecutionError]:
         """Run ``execute`` on the pending batch now (``reason="empty"`` if there is none)."""
-        batch = yield from validated(lambda: load_batch(tx))
+        batch = yield from validated(lambda: BATCH.load(tx))
         if batch is None:
             return DebounceFlushResult(flushed=False, event_count=0, reason="empty")
         started = tx.now()
         tried = yield from self._try_flush(tx, batch, "manual")
-        if tried.ok:
+        if tried.is_ok:
             return DebounceFlushResult(flushed=True, event_count=batch.count, reason="manual")
-        assert tried.error is not None
         if self.retry is None:
             # Nothing is written: the batch stays as it was, with its alarm.
             tx.emit(self._failed(tx, batch, tried.error, will_retry=True))
@@ -291,16 +293,16 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     @Effect.gen
     def clear(self, tx: InstanceTx) -> Gen[DebounceClearResult, ValidationError]:
         """Drop the pending batch without running ``execute``."""
-        batch = yield from validated(lambda: load_batch(tx))
+        batch = yield from validated(lambda: BATCH.load(tx))
         if batch is None:
             return DebounceClearResult(cleared=False, discarded_events=0)
-        close_batch(tx)
+        close_batch(tx, self._dedupe)
         return DebounceClearResult(cleared=True, discarded_events=batch.count)
 
     @Effect.gen
     def status(self, tx: InstanceTx) -> Gen[DebounceStatusResult, ValidationError]:
         """Whether a batch is pending, its size and timing."""
-        batch = yield from validated(lambda: load_batch(tx))
+        batch = yield from validated(lambda: BATCH.load(tx))
         if batch is None:
             return DebounceStatusResult(
                 status="not_found", event_count=0, started_at=None, will_flush_at=None
@@ -315,7 +317,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     @Effect.gen
     def get_state(self, tx: InstanceTx) -> Gen[DebounceStateResult[S], ValidationError]:
         """The pending batch's state (``None`` without one)."""
-        batch = yield from validated(lambda: load_batch(tx))
+        batch = yield from validated(lambda: BATCH.load(tx))
         if batch is None:
             return DebounceStateResult(state=None)
         state = yield from validated(lambda: self._state(tx))
@@ -323,14 +325,12 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
 
     # -- alarm ----------------------------------------------------------------------------
 
-    def on_alarm(self, tx: InstanceTx, due_at: datetime) -> Effect[None, Never]:
-        return self._on_alarm(tx)
-
     @Effect.gen
-    def _on_alarm(self, tx: InstanceTx) -> Gen[None, Never]:
+    def on_alarm(self, tx: InstanceTx, due_at: datetime) -> Gen[None, Never]:
+        """Flush the batch when it is due (or move the alarm where it belongs)."""
         now = tx.now()
-        loaded = yield from validated(lambda: load_batch(tx)).either()
-        if isinstance(loaded, Err):
+        loaded = yield from validated(lambda: BATCH.load(tx)).either()
+        if not loaded.is_ok:
             yield from Effect.log_error(
                 "debounce batch record is unreadable", error=str(loaded.error)
             )
@@ -338,13 +338,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
             return None
         batch = loaded.value
         if batch is None:  # only dedupe marks remain: prune them, or delete the instance
-            marks, pruned = live_marks(tx, now)
-            if not marks:
-                tx.purge()
-            else:
-                if pruned:
-                    write_marks(tx, marks)
-                tx.set_alarm(max(marks.values()))
+            keep_marks_only(tx, self._dedupe)
             return None
         due = self._due(batch)
         if now < due:  # not due yet (a stale alarm): move it where it belongs
@@ -353,7 +347,6 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         reason = self._reason(batch)
         started = tx.now()
         tried = yield from self._try_flush(tx, batch, reason)
-        if not tried.ok:
-            assert tried.error is not None
+        if not tried.is_ok:
             yield from self._record_failure(tx, batch, reason, tried.error, started)
         return None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
-from durable_effect._events import Event
+from durable_effect._events import Event, new_event_id
 from durable_effect.errors import ValidationError
 from durable_effect.storage._port import (
     KEEP,
@@ -25,7 +25,15 @@ from durable_effect.storage._port import (
     Lease,
 )
 
-__all__ = ["MAX_ID_LENGTH", "InstanceRef", "InstanceTx", "Savepoint", "TxHooks", "validate_id"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "InstanceRef",
+    "InstanceTx",
+    "Savepoint",
+    "TxHooks",
+    "event_fields",
+    "validate_id",
+]
 
 T = TypeVar("T")
 
@@ -275,3 +283,16 @@ class InstanceTx:
             else:
                 merged[k] = v
         return merged
+
+
+def event_fields(tx: InstanceTx) -> dict[str, Any]:
+    """The fields every telemetry event of a job instance carries (``JobEvent``'s), now."""
+    ref = tx.ref
+    return {
+        "event_id": new_event_id(),
+        "timestamp": tx.now(),
+        "instance_id": ref.instance_id,
+        "id": ref.id,
+        "job_type": ref.job_type,
+        "job_name": ref.job_name,
+    }

@@ -36,19 +36,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Generic, Literal, Never, NoReturn, TypeAlias, TypeVar
+from typing import Generic, Literal, Never, TypeAlias, TypeVar
 
-import attrs
-
-from durable_effect._codec import Codec, codec_for
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect
 from durable_effect.errors import ValidationError
+from durable_effect.jobs._exec import Termination
 from durable_effect.jobs._instance import InstanceTx
+from durable_effect.jobs._records import Record
+from durable_effect.jobs._task_records import META, TaskMeta
 
 __all__ = [
-    "META_KEY",
-    "STATE_KEY",
     "IdleReason",
     "Phase",
     "ScheduleInput",
@@ -56,19 +54,11 @@ __all__ = [
     "TaskErrorContext",
     "TaskEventContext",
     "TaskIdleContext",
-    "TaskMeta",
     "TaskSession",
-    "load_meta",
     "resolve_when",
-    "save_meta",
 ]
 
 S = TypeVar("S")
-
-#: The record holding the user's state (encoded with the user's schema).
-STATE_KEY = "state"
-#: The record holding the instance's metadata (counters, creation time, pending retry).
-META_KEY = "meta"
 
 #: The handlers of a Task, as named in ``error_source`` and ``task.scheduled.trigger``.
 Phase: TypeAlias = Literal["on_event", "execute", "on_idle", "on_error"]
@@ -78,33 +68,6 @@ IdleReason: TypeAlias = Literal["on_event", "execute"]
 ScheduleInput: TypeAlias = timedelta | str | datetime | int | float
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@attrs.frozen(kw_only=True)
-class TaskMeta:
-    """The metadata record of a Task instance."""
-
-    created_at: datetime
-    event_count: int = 0
-    execute_count: int = 0
-    #: How many attempts of the pending alarm's execute already failed (0: no retry pending).
-    retry_attempt: int = 0
-    #: When the first failed attempt of the pending retry started.
-    retry_started_at: datetime | None = None
-
-
-_META_CODEC: Codec[TaskMeta] = codec_for(TaskMeta)
-
-
-def load_meta(tx: InstanceTx) -> TaskMeta | None:
-    """The instance's metadata (``None`` when it does not exist); ``ValidationError`` if corrupt."""
-    data = tx.get(META_KEY)
-    return None if data is None else _META_CODEC.decode(data)
-
-
-def save_meta(tx: InstanceTx, meta: TaskMeta) -> None:
-    """Write the metadata record."""
-    tx.put(META_KEY, _META_CODEC.encode(meta))
 
 
 def _bad_when(message: str) -> ValidationError:
@@ -138,48 +101,34 @@ def resolve_when(when: object, now: datetime) -> datetime:
         raise _bad_when(str(exc)) from None
 
 
-class Terminate(BaseException):  # a control-flow signal, not an error
-    """Raised by ``ctx.terminate``: unwinds the handler (never a typed failure).
-
-    A ``BaseException`` so that ``Effect.try_``-style wrappers (which catch ``Exception``)
-    never mistake it for a failure of their own thunk.
-    """
-
-    def __init__(self, reason: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class TaskSession(Generic[S]):
     """One handler run's view of the instance, shared by the context it is given.
 
     The job reads what the handler did here after it ends: whether it touched the schedule
-    (``schedule_touched``) and whether it terminated the instance (``terminated``).
+    (``schedule_touched``) and whether it terminated the instance (``termination``).
     """
 
-    __slots__ = ("codec", "phase", "schedule_touched", "terminated", "tx")
+    __slots__ = ("phase", "schedule_touched", "state", "termination", "tx")
 
-    def __init__(self, tx: InstanceTx, codec: Codec[S], phase: Phase) -> None:
+    def __init__(self, tx: InstanceTx, state: Record[S], phase: Phase) -> None:
         self.tx = tx
-        self.codec = codec
+        self.state = state
         self.phase: Phase = phase
         self.schedule_touched = False
-        self.terminated: list[str | None] = []
+        self.termination = Termination()
 
     def read_state(self) -> S | None:
-        data = self.tx.get(STATE_KEY)
-        return None if data is None else self.codec.decode(data)
+        return self.state.load(self.tx)
 
     def write_state(self, state: S) -> Effect[None, ValidationError]:
         try:
-            data = self.codec.encode(state)
+            self.state.save(self.tx, state)
         except ValidationError as exc:
             return Effect.fail(exc)
-        self.tx.put(STATE_KEY, data)
         return Effect.succeed(None)
 
     def meta(self) -> TaskMeta:
-        meta = load_meta(self.tx)
+        meta = META.load(self.tx)
         if meta is None:  # pragma: no cover - a handler always runs on an existing instance
             raise ValidationError(
                 schema="TaskMeta", message="the instance has no metadata", path="$"
@@ -276,11 +225,7 @@ class TaskContext(Generic[S]):
         """End the handler here and delete the instance: state, counters and schedule."""
         session = self._session
 
-        def stop() -> NoReturn:
-            session.terminated.append(reason)
-            raise Terminate(reason)
-
-        return Effect.sync(stop)
+        return Effect.sync(lambda: session.termination.request(reason))
 
     # -- counters --------------------------------------------------------------------------
 

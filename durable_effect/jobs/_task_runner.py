@@ -16,46 +16,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Generic, Literal, Never, TypeAlias, TypeVar
+from typing import Any, Generic, Never, TypeAlias, TypeVar
 
 import attrs
 
-from durable_effect._codec import Codec, decode_json
+from durable_effect._codec import decode_json
 from durable_effect._effect import Effect, Gen
-from durable_effect._events import (
-    Event,
-    JobExecuted,
-    JobFailed,
-    JobTerminated,
-    TaskScheduled,
-    new_event_id,
-)
+from durable_effect._events import Event, JobExecuted, JobFailed, JobTerminated, TaskScheduled
+from durable_effect._exit import Exit
 from durable_effect.errors import ExecutionError, ValidationError
-from durable_effect.jobs._exec import Outcome, error_info, execution_error, run_user
-from durable_effect.jobs._instance import InstanceTx
+from durable_effect.jobs._exec import error_info, execution_error, failed, run_user, terminated
+from durable_effect.jobs._instance import InstanceTx, event_fields
+from durable_effect.jobs._records import Record
 from durable_effect.jobs._task_context import (
-    STATE_KEY,
     IdleReason,
     Phase,
     TaskContext,
     TaskErrorContext,
     TaskEventContext,
     TaskIdleContext,
-    TaskMeta,
     TaskSession,
-    load_meta,
-    save_meta,
 )
+from durable_effect.jobs._task_records import META, TaskMeta
 
 __all__ = [
-    "OK",
-    "End",
+    "Ended",
     "Execute",
     "OnError",
     "OnEvent",
     "OnIdle",
     "TaskRunner",
-    "event_base",
 ]
 
 S = TypeVar("S")
@@ -70,41 +60,20 @@ Build: TypeAlias = Callable[[TaskSession[S]], Effect[None, BaseException]]
 
 _MS = timedelta(milliseconds=1)
 
-
-@attrs.frozen(kw_only=True)
-class End:
-    """How a handler (or a chain of them) ended."""
-
-    kind: Literal["ok", "failed", "terminated"]
-    error: BaseException | None = None
-
-
-OK = End(kind="ok")
-_TERMINATED = End(kind="terminated")
-
-
-def event_base(tx: InstanceTx) -> dict[str, Any]:
-    """The fields every job event of this instance carries (timestamp: the runtime clock)."""
-    ref = tx.ref
-    return {
-        "event_id": new_event_id(),
-        "timestamp": tx.now(),
-        "instance_id": ref.instance_id,
-        "id": ref.id,
-        "job_type": ref.job_type,
-        "job_name": ref.job_name,
-    }
+#: How a handler (or a chain of them) ended: its ``Exit`` — a ``Terminate`` defect when it
+#: terminated the instance (``_exec.terminated``).
+Ended: TypeAlias = Exit[None, BaseException]
 
 
 def _meta_or_none(tx: InstanceTx) -> TaskMeta | None:
     try:
-        return load_meta(tx)
+        return META.load(tx)
     except ValidationError:
         return None
 
 
-def _state_builtins(tx: InstanceTx) -> object:
-    data = tx.get(STATE_KEY)
+def _state_builtins(tx: InstanceTx, state: Record[Any]) -> object:
+    data = tx.get(state.key)
     if data is None:
         return None
     try:
@@ -117,7 +86,7 @@ def _state_builtins(tx: InstanceTx) -> object:
 class TaskRunner(Generic[S]):
     """Runs handlers of one Task definition (see the module docstring)."""
 
-    state_codec: Codec[S]
+    state: Record[S]
     on_idle: OnIdle[S] | None
     on_error: OnError[S] | None
 
@@ -129,7 +98,7 @@ class TaskRunner(Generic[S]):
         *,
         idle_reason: IdleReason,
         attempt: int,
-    ) -> Effect[End]:
+    ) -> Effect[Ended]:
         """``phase`` (guarded), then ``on_idle`` (guarded) if nothing is scheduled after it."""
         if self.on_idle is None:  # nothing can follow: the chain is the guarded handler
             return self.guarded(tx, phase, build, attempt=attempt)
@@ -137,7 +106,7 @@ class TaskRunner(Generic[S]):
 
     def guarded(
         self, tx: InstanceTx, phase: Phase, build: Build[S], *, attempt: int
-    ) -> Effect[End]:
+    ) -> Effect[Ended]:
         """Run one handler; if it fails (rolled back), ``on_error`` runs with the error."""
         if self.on_error is None:  # nothing handles a failure: the handler's own run
             return self.run_one(tx, phase, build, attempt=attempt)
@@ -149,10 +118,10 @@ class TaskRunner(Generic[S]):
     @Effect.gen
     def _chain(
         self, tx: InstanceTx, phase: Phase, build: Build[S], idle_reason: IdleReason, attempt: int
-    ) -> Gen[End, Never]:
+    ) -> Gen[Ended, Never]:
         end = yield from self.guarded(tx, phase, build, attempt=attempt)
         on_idle = self.on_idle
-        if end.kind != "ok" or on_idle is None or tx.alarm_at is not None:
+        if not end.is_ok or on_idle is None or tx.alarm_at is not None:
             return end
 
         def idle(session: TaskSession[S]) -> Effect[None, BaseException]:
@@ -163,13 +132,12 @@ class TaskRunner(Generic[S]):
     @Effect.gen
     def _guarded(
         self, tx: InstanceTx, phase: Phase, build: Build[S], attempt: int
-    ) -> Gen[End, Never]:
+    ) -> Gen[Ended, Never]:
         end = yield from self.run_one(tx, phase, build, attempt=attempt)
         on_error = self.on_error
-        if end.kind != "failed" or on_error is None:
+        if not failed(end) or on_error is None:
             return end
         error = end.error
-        assert error is not None
         self.emit_failed(tx, error, attempt=attempt, will_retry=False)
 
         def handle(session: TaskSession[S]) -> Effect[None, BaseException]:
@@ -179,52 +147,53 @@ class TaskRunner(Generic[S]):
 
     def run_one(
         self, tx: InstanceTx, phase: Phase, build: Build[S], *, attempt: int
-    ) -> Effect[End]:
+    ) -> Effect[Ended]:
         """Run one handler and settle what it did (commit, roll back, or terminate)."""
-        session = TaskSession(tx, self.state_codec, phase)
+        session = TaskSession(tx, self.state, phase)
         point = tx.savepoint()
         # ``execute`` is reported (``job.executed``) with its duration and the state before it.
         started = tx.now() if phase == "execute" else None
-        before = _state_builtins(tx) if phase == "execute" else None
+        before = _state_builtins(tx, self.state) if phase == "execute" else None
 
-        def settle(outcome: Outcome[None]) -> End:
-            if session.terminated:
-                self.purge(tx, session.terminated[0])
-                return _TERMINATED
-            if not outcome.ok:
+        def settle(end: Ended) -> Ended:
+            stop = terminated(end)
+            if stop is not None:
+                self.purge(tx, stop.reason, _meta_or_none(tx))
+                return end
+            if not end.is_ok:
                 tx.rollback(point)
-                return End(kind="failed", error=outcome.error)
+                return end
             if session.schedule_touched:
                 self._schedule_changed(tx, phase)
             if started is not None:  # execute
-                meta = load_meta(tx)
+                meta = META.load(tx)
                 tx.emit(
                     JobExecuted(
-                        **event_base(tx),
+                        **event_fields(tx),
                         run_count=None if meta is None else meta.execute_count,
                         attempt=attempt,
                         duration_ms=int((tx.now() - started) / _MS),
                         pre_execution_state=before,
                     )
                 )
-            return OK
+            return end
 
-        return run_user(Effect.suspend(lambda: build(session))).map(settle)
+        return run_user(Effect.suspend(lambda: build(session)), session.termination).map(settle)
 
-    def purge(self, tx: InstanceTx, reason: str | None) -> None:
-        """Delete the instance (records and alarm) and report ``job.terminated``."""
-        meta = _meta_or_none(tx)
+    def purge(self, tx: InstanceTx, reason: str | None, meta: TaskMeta | None) -> None:
+        """Delete the instance (records and alarm) and report ``job.terminated`` (with the
+        run count of ``meta``, its metadata when readable)."""
         tx.purge()
         tx.emit(
             JobTerminated(
-                **event_base(tx),
+                **event_fields(tx),
                 reason=reason,
                 run_count=None if meta is None else meta.execute_count,
             )
         )
 
     def unhandled(
-        self, tx: InstanceTx, mark: int, end: End, *, attempt: int, will_retry: bool
+        self, tx: InstanceTx, mark: int, end: Ended, *, attempt: int, will_retry: bool
     ) -> ExecutionError:
         """A failure nothing handled: drop the events of what was rolled back, report it.
 
@@ -235,7 +204,6 @@ class TaskRunner(Generic[S]):
         del tx.events[mark:]
         tx.events.extend(kept)
         error = end.error
-        assert error is not None
         self.emit_failed(tx, error, attempt=attempt, will_retry=will_retry)
         return execution_error(tx.ref, error)
 
@@ -246,19 +214,19 @@ class TaskRunner(Generic[S]):
         meta = _meta_or_none(tx)
         tx.emit(
             JobFailed(
-                **event_base(tx),
+                **event_fields(tx),
                 run_count=None if meta is None else meta.execute_count,
                 attempt=attempt,
                 error=error_info(error),
                 will_retry=will_retry,
-                pre_execution_state=_state_builtins(tx),
+                pre_execution_state=_state_builtins(tx, self.state),
             )
         )
 
     def _schedule_changed(self, tx: InstanceTx, phase: Phase) -> None:
-        meta = load_meta(tx)
+        meta = META.load(tx)
         if meta is not None and meta.retry_attempt:  # a new schedule replaces a pending retry
-            save_meta(tx, attrs.evolve(meta, retry_attempt=0, retry_started_at=None))
+            META.save(tx, attrs.evolve(meta, retry_attempt=0, retry_started_at=None))
         at = tx.alarm_at
         if at is not None:
-            tx.emit(TaskScheduled(**event_base(tx), scheduled_at=at, trigger=phase))
+            tx.emit(TaskScheduled(**event_fields(tx), scheduled_at=at, trigger=phase))

@@ -17,12 +17,10 @@ cancelled``, plus ``sleeping`` while they wait for a ``step.sleep`` or a step re
 from __future__ import annotations
 
 import types
-from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from durable_effect import _log
-from durable_effect._codec import Codec, codec_for
-from durable_effect._duration import Duration, DurationInput
+from durable_effect._duration import DurationInput
+from durable_effect.jobs._checks import Checks
 from durable_effect.workflow._definition import RunFn, WorkflowDefinition
 
 __all__ = ["Workflow"]
@@ -30,18 +28,6 @@ __all__ = ["Workflow"]
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 J = TypeVar("J")
-
-
-def _check_callable(field: str, value: object) -> None:
-    if not callable(value):
-        raise TypeError(f"Workflow.make: {field} must be callable, got {type(value).__name__}")
-
-
-def _schema_codec(field: str, schema: object) -> Codec[Any]:
-    try:
-        return codec_for(schema)
-    except TypeError as exc:
-        raise TypeError(f"Workflow.make: {field}: {exc}") from None
 
 
 class Workflow:
@@ -88,25 +74,14 @@ class Workflow:
 
         Invalid arguments raise ``TypeError``/``ValueError`` naming the field.
         """
-        input_codec = _schema_codec("input_schema", input_schema)
+        check = Checks("Workflow.make")
+        input_codec = check.schema("input_schema", input_schema)
         if output_schema is not None:
-            _schema_codec("output_schema", output_schema)
-        _check_callable("run", run)
-        limit: object = concurrency_limit
-        if isinstance(limit, bool) or not isinstance(limit, int) or concurrency_limit < 1:
-            raise ValueError(
-                f"Workflow.make: concurrency_limit must be an int >= 1, got {concurrency_limit!r}"
-            )
-        kept: timedelta | None = None
-        if retain is not None:
-            try:
-                kept = Duration.parse(retain)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"Workflow.make: retain: {exc}") from None
-        try:
-            level = _log.level_for(logging)
-        except TypeError as exc:
-            raise TypeError(f"Workflow.make: logging: {exc}") from None
+            check.schema("output_schema", output_schema)
+        check.callable("run", run)
+        check.int_at_least("concurrency_limit", concurrency_limit, 1)
+        kept = None if retain is None else check.duration("retain", retain)
+        level = check.logging(logging)
         return WorkflowDefinition(
             input_schema=input_schema,
             run=run,
