@@ -17,6 +17,9 @@ values: two errors with the same fields are equal, and ``yield from SomeError(..
     ├── RetryExhaustedError       attempts, last_error
     ├── StepTimeoutError          step, timeout_ms
     ├── RunCancelledError         run_id
+    ├── RunTimeoutError           run_id, timeout
+    ├── RunFailedError            run_id, error
+    ├── NonDeterminismError       run_id, step, expected, found
     ├── LeaseLostError            instance_id, owner, generation
     └── TimeoutException          timeout_ms          (``Effect.timeout``)
 
@@ -29,7 +32,9 @@ True
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Never, NoReturn, Self, cast
 
 import attrs
@@ -47,8 +52,11 @@ __all__ = [
     "InvalidStateError",
     "JobNotFoundError",
     "LeaseLostError",
+    "NonDeterminismError",
     "RetryExhaustedError",
     "RunCancelledError",
+    "RunFailedError",
+    "RunTimeoutError",
     "SchedulerError",
     "StepTimeoutError",
     "StorageError",
@@ -63,10 +71,17 @@ class TaggedError(Exception):
 
     Subclasses are ``@attrs.frozen`` classes with ``tag: ClassVar[Literal["Name"]]``.
     ``yield from error`` inside an ``Effect.gen`` generator fails the program with it.
+
+    Every subclass is *registered* when it is defined (``registered_error``): a type name
+    read from storage may name it, and nothing else is ever imported to resolve one.
     """
 
     tag: ClassVar[str] = "TaggedError"
     __test__ = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTERED[f"{cls.__module__}:{cls.__qualname__}"] = cls
 
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
@@ -88,6 +103,23 @@ class TaggedError(Exception):
     def describe(self) -> str:
         """The message without the tag."""
         return ", ".join(f"{k}={v!r}" for k, v in zip(_names(self), _fields(self), strict=True))
+
+
+#: Every ``TaggedError`` subclass defined so far, by ``module:qualname`` (weakly: a class
+#: that is garbage collected is forgotten). ``attrs.frozen`` replaces a class by a new one
+#: with the same name: the last definition wins.
+_REGISTERED: weakref.WeakValueDictionary[str, type[TaggedError]] = weakref.WeakValueDictionary()
+
+
+def registered_error(path: str) -> type[TaggedError] | None:
+    """The ``TaggedError`` subclass named ``module:qualname``, if one was defined.
+
+    >>> registered_error("durable_effect.errors:ValidationError") is ValidationError
+    True
+    >>> registered_error("os:system") is None
+    True
+    """
+    return _REGISTERED.get(path)
 
 
 def _names(err: TaggedError) -> tuple[str, ...]:
@@ -214,14 +246,19 @@ class SchedulerError(TaggedError):
 
 @attrs.frozen(kw_only=True, eq=False)
 class RetryExhaustedError(TaggedError):
-    """A workflow step (or job) exhausted its retry policy."""
+    """A workflow step (or job) exhausted its retry policy.
+
+    ``last_error`` is the last attempt's error: the error itself when the workflow declares
+    its class (``error_schema``) or it is one of the library's, else its text
+    (``"Tag: message"``) — the same in the run and after it is read back from storage.
+    """
 
     tag: ClassVar[Literal["RetryExhaustedError"]] = "RetryExhaustedError"
     attempts: int
-    last_error: str
+    last_error: BaseException | str
 
     def describe(self) -> str:
-        return f"gave up after {self.attempts} attempts: {self.last_error}"
+        return f"gave up after {self.attempts} attempts: {_cause_text(self.last_error)}"
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -248,6 +285,59 @@ class RunCancelledError(TaggedError):
 
 
 @attrs.frozen(kw_only=True, eq=False)
+class RunTimeoutError(TaggedError):
+    """The workflow run passed its deadline (``run_timeout``) and was stopped.
+
+    >>> str(RunTimeoutError(run_id="r1", timeout=timedelta(minutes=5)))
+    "RunTimeoutError: run 'r1' passed its deadline (5 minutes after it was triggered)"
+    """
+
+    tag: ClassVar[Literal["RunTimeoutError"]] = "RunTimeoutError"
+    run_id: str
+    timeout: timedelta
+
+    def describe(self) -> str:
+        span = _span(self.timeout)
+        return f"run {self.run_id!r} passed its deadline ({span} after it was triggered)"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class RunFailedError(TaggedError):
+    """A workflow run failed with an error its workflow does not declare (or a defect).
+
+    ``error`` is the run's error text, ``"Tag: message"``: the error object itself lived
+    in the worker that ran the step.
+    """
+
+    tag: ClassVar[Literal["RunFailedError"]] = "RunFailedError"
+    run_id: str
+    error: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id!r} failed: {self.error}"
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class NonDeterminismError(TaggedError):
+    """A replay found the code's steps out of line with the run's recorded steps.
+
+    ``step`` is the position, ``expected`` the recorded step's name, ``found`` the code's.
+    """
+
+    tag: ClassVar[Literal["NonDeterminismError"]] = "NonDeterminismError"
+    run_id: str
+    step: int
+    expected: str
+    found: str
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id!r}: step {self.step} was recorded as {self.expected!r} "
+            f"but the code now reaches {self.found!r}"
+        )
+
+
+@attrs.frozen(kw_only=True, eq=False)
 class LeaseLostError(TaggedError):
     """The lease on an instance or run was lost to another worker; nothing was committed."""
 
@@ -269,6 +359,16 @@ class TimeoutException(TaggedError):
 
     def describe(self) -> str:
         return f"timed out after {self.timeout_ms} ms"
+
+
+def _span(delta: timedelta) -> str:
+    """A duration the way people say it: ``5 minutes``, ``1 hour``, ``90 seconds``."""
+    seconds = delta.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _cause_text(cause: BaseException | str) -> str:

@@ -10,6 +10,7 @@ from durable_effect._client._debounce import DebounceHandle
 from durable_effect._client._task import TaskHandle
 from durable_effect._client._workflow import WorkflowHandle
 from durable_effect._runtime._registry import Registry
+from durable_effect.errors import TaggedError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import ContinuousDefinition
 from durable_effect.jobs._debounce import DebounceDefinition
@@ -21,6 +22,8 @@ __all__ = ["JobsClient"]
 S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+E = TypeVar("E", bound=BaseException)
+V = TypeVar("V")
 
 
 class JobsClient:
@@ -81,10 +84,13 @@ class JobsClient:
         return TaskHandle(self._engine, name, definition)
 
     @overload
-    def workflow(self, job: WorkflowDefinition[I, O]) -> WorkflowHandle[I, O]: ...
+    def workflow(self, job: WorkflowDefinition[I, O, E, V]) -> WorkflowHandle[I, O, E, V]: ...
     @overload
-    def workflow(self, job: str) -> WorkflowHandle[object, object]: ...
-    def workflow(self, job: WorkflowDefinition[Any, Any] | str) -> WorkflowHandle[Any, Any]:
-        """The handle of a workflow (typed by its input and output when given the definition)."""
+    def workflow(self, job: str) -> WorkflowHandle[object, object, TaggedError, object]: ...
+    def workflow(
+        self, job: WorkflowDefinition[Any, Any, Any, Any] | str
+    ) -> WorkflowHandle[Any, Any, Any, Any]:
+        """The handle of a workflow: typed by its input, output, declared errors and events
+        when given the definition (by name: any error, any event)."""
         name, definition = self._lookup("workflow", job)
         return WorkflowHandle(self._engine, name, definition)

@@ -1,4 +1,8 @@
-"""`WorkflowHandle[I, O]`: the client of a workflow. Every method returns a lazy ``Effect``.
+"""`WorkflowHandle[I, O, E, V]`: the client of a workflow. Every method returns a lazy ``Effect``.
+
+Typed by the workflow's input ``I``, output ``O``, declared errors ``E`` (``error_schema``;
+``Never`` by default, so ``WorkflowHandle[I, O]`` annotations keep working) and events ``V``
+(``event_schema``; ``object`` by default).
 
 Nothing is read or sent until the effect runs. Each method is one of the workflow's
 queries (``workflow/_queries``) run against the opened engine; see there for how triggers,
@@ -10,18 +14,24 @@ beside a waiting task.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, Never, TypeAlias
+
+from typing_extensions import TypeVar
 
 from durable_effect._client._base import JobHandle
 from durable_effect._duration import DurationInput
 from durable_effect._effect import Effect, async_effect
 from durable_effect.errors import (
     ConflictError,
-    ExecutionError,
     InstanceNotFoundError,
     InvalidStateError,
     JobNotFoundError,
+    NonDeterminismError,
+    RetryExhaustedError,
     RunCancelledError,
+    RunFailedError,
+    RunTimeoutError,
+    StepTimeoutError,
     StorageError,
     TimeoutException,
     ValidationError,
@@ -41,13 +51,24 @@ __all__ = ["WorkflowHandle"]
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+E = TypeVar("E", bound=BaseException, default=Never)
+V = TypeVar("V", default=object)
 R = TypeVar("R")
 Err = TypeVar("Err", bound=BaseException)
 
 _Lookup: TypeAlias = JobNotFoundError | ValidationError | StorageError
+#: What a failed, cancelled or timed-out run gives besides its declared errors.
+RunErrors: TypeAlias = (
+    RunFailedError
+    | RunTimeoutError
+    | RunCancelledError
+    | RetryExhaustedError
+    | StepTimeoutError
+    | NonDeterminismError
+)
 
 
-class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
+class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E, V]):
     """The client of one workflow (``client.workflow(definition_or_name)``)."""
 
     job_type = "workflow"
@@ -77,6 +98,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
         concurrency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         coalesce: Coalesce | None = None,
+        run_timeout: DurationInput | None = None,
     ) -> Effect[TriggerResult, ConflictError | _Lookup]:
         """Create a pending run of ``input`` (committed when the effect succeeds).
 
@@ -84,7 +106,8 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
         option is invalid. With ``idempotency_key``, a retained run triggered with the same
         key is returned instead (``idempotent``). With ``concurrency_key``, a run of the key
         still pending fails the trigger with ``ConflictError`` — or is returned
-        (``coalesced``) with ``coalesce="skip"``.
+        (``coalesced``) with ``coalesce="skip"``. ``run_timeout`` overrides the workflow's:
+        the run's deadline is that long after now.
         """
         request = TriggerRequest(
             input=input,
@@ -92,6 +115,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
             concurrency_key=concurrency_key,
             labels=None if labels is None else dict(labels),
             coalesce=coalesce,
+            run_timeout=run_timeout,
         )
         return self.batch_trigger([request]).map(_first)
 
@@ -114,22 +138,20 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
         concurrency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
         coalesce: Coalesce | None = None,
+        run_timeout: DurationInput | None = None,
         timeout: DurationInput | None = None,
     ) -> Effect[
         O,
-        ConflictError
-        | ExecutionError
-        | RunCancelledError
-        | InstanceNotFoundError
-        | TimeoutException
-        | _Lookup,
+        E | RunErrors | ConflictError | InstanceNotFoundError | TimeoutException | _Lookup,
     ]:
-        """Trigger, then wait for the run to finish and give its output.
+        """Trigger, then wait for the run to finish and give its output (``wait_output``).
 
-        A failed run fails with ``ExecutionError`` (``cause``: a ``RunFailure`` carrying the
-        run's error text), a cancelled one with ``RunCancelledError``; ``timeout`` (runtime
-        clock) fails with ``TimeoutException`` — the run goes on. Something must execute the
-        run meanwhile (a worker).
+        A failed run fails with its own error: an ``error_schema`` error as the same class
+        and fields, ``RetryExhaustedError``, ``StepTimeoutError``, ``RunTimeoutError``,
+        ``NonDeterminismError`` — anything else (defects, undeclared errors) as
+        ``RunFailedError(run_id, error)``; a cancelled run with ``RunCancelledError``.
+        ``timeout`` (runtime clock) fails with ``TimeoutException`` — the run goes on.
+        Something must execute the run meanwhile (a worker).
         """
         triggered = self.trigger(
             input,
@@ -137,12 +159,23 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O]]):
             concurrency_key=concurrency_key,
             labels=labels,
             coalesce=coalesce,
+            run_timeout=run_timeout,
         )
 
         def wait_for(result: TriggerResult) -> Effect[O, Any]:
-            return self._query(lambda q: q.wait(result.run_id, timeout).flat_map(q.outcome))
+            return self.wait_output(result.run_id, timeout)
 
         return triggered.flat_map(wait_for)
+
+    def wait_output(
+        self, run_id: str, timeout: DurationInput | None = None
+    ) -> Effect[O, E | RunErrors | InstanceNotFoundError | TimeoutException | _Lookup]:
+        """The output of a run once it is finished, or the run's own error (as
+        ``trigger_and_wait``); ``TimeoutException`` after ``timeout`` (runtime clock)."""
+        # The queries fail with the run's error as a TaggedError: one of ``E`` (the declared
+        # classes) or of ``RunErrors``, by construction of ``ErrorClasses.restore``.
+        waited: Effect[O, Any] = self._query(lambda q: q.wait_output(run_id, timeout))
+        return waited
 
     def retrigger(
         self, run_id: str

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, Never, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Never, TypeAlias
 
 import attrs
+from typing_extensions import TypeVar
 
 from durable_effect._codec import Codec, codec_for
+from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, async_effect
 from durable_effect.errors import ValidationError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._instance import InstanceTx, validate_id
 from durable_effect.workflow._driver import handle_alarm
+from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._operations import Prepared
 from durable_effect.workflow._records import (
     INPUT_KEY,
@@ -32,12 +35,16 @@ from durable_effect.workflow._records import (
 )
 from durable_effect.workflow._results import FINISHED, Run, StepRecord, TriggerRequest
 from durable_effect.workflow._step import Step
-from durable_effect.workflow._values import decode_loose
+from durable_effect.workflow._values import KnownTypes, decode_loose
 
 __all__ = ["RunFn", "WorkflowDefinition"]
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+#: The errors a run fails with as themselves after persistence (``error_schema``).
+E = TypeVar("E", bound=BaseException, default=Never)
+#: The events a run accepts (``event_schema``).
+V = TypeVar("V", default=object)
 
 RunFn: TypeAlias = Callable[[Step, I], Effect[O, BaseException]]
 
@@ -46,9 +53,24 @@ def _bad(schema: str, message: str) -> ValidationError:
     return ValidationError(schema=schema, message=message, path=schema)
 
 
+def parse_run_timeout(value: DurationInput, error: Callable[[str, str], Exception]) -> timedelta:
+    """A run timeout (a positive duration); ``error("run_timeout", message)`` is raised if not."""
+    try:
+        parsed = Duration.parse(value)
+    except (TypeError, ValueError) as exc:
+        raise error("run_timeout", str(exc)) from None
+    if parsed <= timedelta(0):
+        raise error("run_timeout", f"must be positive, got {value!r}")
+    return parsed
+
+
 @attrs.frozen(kw_only=True, eq=False)
-class WorkflowDefinition(JobDefinition, Generic[I, O]):
-    """A workflow (made by ``Workflow.make``); its methods are the workflow's semantics."""
+class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
+    """A workflow (made by ``Workflow.make``); its methods are the workflow's semantics.
+
+    Typed by its input ``I``, output ``O``, declared errors ``E`` (``error_schema``; ``Never``
+    by default) and events ``V`` (``event_schema``; ``object`` by default).
+    """
 
     job_type: ClassVar[str] = "workflow"
 
@@ -59,6 +81,15 @@ class WorkflowDefinition(JobDefinition, Generic[I, O]):
     retain: timedelta | None
     input_codec: Codec[I] = attrs.field(repr=False)
     level: int = attrs.field(repr=False)
+    event_schema: object = None
+    error_schema: object = None
+    run_timeout: timedelta | None = None
+    #: Decodes and validates the events sent to a run (any JSON value without a schema).
+    event_codec: Codec[Any] = attrs.field(repr=False, factory=lambda: codec_for(object))
+    #: The classes a stored type name may name (``_values``).
+    known: KnownTypes = attrs.field(repr=False, factory=KnownTypes)
+    #: The errors that read back as themselves (``_failures``).
+    errors: ErrorClasses = attrs.field(repr=False, factory=ErrorClasses)
 
     @property
     def log_level(self) -> int:
@@ -90,6 +121,9 @@ class WorkflowDefinition(JobDefinition, Generic[I, O]):
         coalesce: object = request.coalesce
         if coalesce is not None and coalesce != "skip":
             raise _bad("coalesce", f"must be None or 'skip', got {coalesce!r}")
+        timeout = self.run_timeout
+        if request.run_timeout is not None:
+            timeout = parse_run_timeout(request.run_timeout, _bad)
         return Prepared(
             run_id=run_id,
             input_data=data,
@@ -97,6 +131,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O]):
             concurrency_key=key,
             labels=labels,
             coalesce=request.coalesce,
+            run_timeout=timeout,
         )
 
     # -- reads -------------------------------------------------------------------------------
@@ -124,7 +159,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O]):
             if self.output_schema is not None:
                 output = codec_for(self.output_schema).decode(data)
             else:
-                output = decode_loose(data, meta.output_type)
+                output = decode_loose(data, meta.output_type, self.known)
         return Run(
             id=run_id,
             workflow=name,
@@ -151,7 +186,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O]):
                 continue
             output: object = None
             if rec.status == "completed" and rec.output is not None:
-                output = decode_loose(rec.output.encode("utf-8"), rec.output_type)
+                output = decode_loose(rec.output.encode("utf-8"), rec.output_type, self.known)
             out.append(
                 StepRecord(
                     name=rec.name,

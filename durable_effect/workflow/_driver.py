@@ -36,7 +36,7 @@ from durable_effect._codec import Codec, decode_json
 from durable_effect._effect import Effect
 from durable_effect._exit import Exit
 from durable_effect._interpreter import run_exit
-from durable_effect.errors import LeaseLostError, StorageError, ValidationError
+from durable_effect.errors import LeaseLostError, RunTimeoutError, StorageError, ValidationError
 from durable_effect.jobs._instance import InstanceTx, TxHooks
 from durable_effect.storage._port import Lease
 from durable_effect.workflow._checkpoint import Checkpoints
@@ -48,6 +48,7 @@ from durable_effect.workflow._events import (
     RunLeaseRenewed,
     StepCancelled,
 )
+from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._records import (
     INPUT_KEY,
     META,
@@ -64,6 +65,7 @@ from durable_effect.workflow._run_state import (
     RunState,
     Signal,
     Suspended,
+    TimedOut,
     finished_alarm,
     millis,
     stack_of,
@@ -71,7 +73,7 @@ from durable_effect.workflow._run_state import (
 from durable_effect.workflow._slots import claim_slot, free_slot
 from durable_effect.workflow._step import Step
 from durable_effect.workflow._step_runner import StepRunner
-from durable_effect.workflow._values import encode_value, error_text
+from durable_effect.workflow._values import KnownTypes, encode_value, error_text
 
 __all__ = ["Execution", "RunSpec", "handle_alarm"]
 
@@ -106,6 +108,16 @@ class RunSpec(Protocol):
     @property
     def retain(self) -> timedelta | None:
         """How long a finished run is kept (``None``: forever)."""
+        ...
+
+    @property
+    def known(self) -> KnownTypes:
+        """The classes a stored type name may name."""
+        ...
+
+    @property
+    def errors(self) -> ErrorClasses:
+        """The errors that read back as themselves."""
         ...
 
 
@@ -179,7 +191,7 @@ class Execution:
         self.hooks = hooks
         self.state = RunState(tx, meta)
         self.checkpoints = Checkpoints(self.state, hooks)
-        self.steps = StepRunner(self.state, self.checkpoints)
+        self.steps = StepRunner(self.state, self.checkpoints, spec.known, spec.errors)
         # The run's end may release the lease in its own commit: nothing follows it (a run
         # with a concurrency key gives its slot back after its end, under the lease).
         self.end_releases = meta.concurrency_key is None
@@ -192,6 +204,9 @@ class Execution:
 
     async def _execute(self) -> Effect[None, Never]:
         state, meta = self.state, self.state.meta
+        if state.past_deadline():  # it starts (or wakes up) past its deadline
+            await self._end_failed(self._timed_out(), defect=False)
+            return Effect.succeed(None)
         key = meta.concurrency_key
         limit = self.spec.concurrency_limit
         if (
@@ -202,7 +217,7 @@ class Execution:
             polls = meta.key_polls + 1
             delay = min(KEY_FULL_FIRST_DELAY * 2 ** min(polls - 1, 10), KEY_FULL_MAX_DELAY)
             state.evolve(key_polls=polls)
-            state.tx.set_alarm(state.now() + delay)
+            state.tx.set_alarm(state.wake_alarm(state.now() + delay))
             return Effect.succeed(None)
         self._start()
         self.hooks.on_renewed(self._renewed)
@@ -216,16 +231,25 @@ class Execution:
             await self._end(lambda: None)
         elif isinstance(signal, Cancelled):
             await self._end_cancelled(signal.step, signal.index)
+        elif isinstance(signal, TimedOut):
+            await self._end_failed(self._timed_out(), defect=False)
         elif exit_.is_ok:
             try:
-                data, path = encode_value(exit_.value, self.spec.output_schema)
+                data, path = encode_value(exit_.value, self.spec.output_schema, self.spec.known)
             except (ValidationError, TypeError) as exc:
-                await self._end_failed(exc)
+                await self._end_failed(exc, defect=True)
             else:
                 await self._end_completed(data, path)
         else:
-            await self._end_failed(exit_.error)
+            await self._end_failed(exit_.error, defect=exit_.is_defect)
         return Effect.succeed(None)
+
+    def _timed_out(self) -> RunTimeoutError:
+        meta = self.state.meta
+        assert meta.run_timeout is not None
+        if meta.failed_step is None and meta.current_step is not None:
+            self.state.evolve(failed_step=meta.current_step)  # where it stopped
+        return RunTimeoutError(run_id=self.state.run_id, timeout=meta.run_timeout)
 
     def _start(self) -> None:
         """Buffer the start: committed with the execution's first checkpoint (a run whose
@@ -328,12 +352,13 @@ class Execution:
         if await self._end(build):
             await free_slot(state, self.hooks)
 
-    async def _end_failed(self, error: BaseException) -> None:
+    async def _end_failed(self, error: BaseException, *, defect: bool) -> None:
         state = self.state
+        failure = self.spec.errors.persist(error, defect=defect)
 
         def build() -> None:
             text = error_text(error)
-            self._finish(state.now(), status="failed", error=text)
+            self._finish(state.now(), status="failed", error=text, failure=failure)
             state.emit(
                 RunFailed(
                     **state.fields(),

@@ -88,6 +88,8 @@ class Prepared:
     concurrency_key: str | None
     labels: dict[str, str]
     coalesce: Coalesce | None
+    #: The run's deadline is this long after its trigger (``None``: no deadline).
+    run_timeout: timedelta | None = None
 
 
 def check_active(
@@ -198,6 +200,8 @@ def trigger(
                 labels=dict(item.labels),
                 idempotency_key=item.idempotency_key,
                 concurrency_key=item.concurrency_key,
+                run_timeout=item.run_timeout,
+                deadline=None if item.run_timeout is None else now + item.run_timeout,
             ),
         )
         rtx.put(INPUT_KEY, item.input_data)

@@ -26,11 +26,12 @@ from durable_effect._effect import Effect, Gen, async_effect
 from durable_effect._events import Event
 from durable_effect.errors import (
     ConflictError,
-    ExecutionError,
     InstanceNotFoundError,
     InvalidStateError,
     RunCancelledError,
+    RunFailedError,
     StorageError,
+    TaggedError,
     TimeoutException,
     ValidationError,
 )
@@ -64,7 +65,6 @@ from durable_effect.workflow._records import (
 from durable_effect.workflow._results import (
     FINISHED,
     Run,
-    RunFailure,
     RunStatus,
     StepRecord,
     TriggerRequest,
@@ -161,7 +161,7 @@ class RunQueries(Generic[I, O]):
     """The client's operations on the runs of one workflow (registered as ``name``)."""
 
     def __init__(
-        self, definition: WorkflowDefinition[I, O], name: str, runtime: WorkflowRuntime
+        self, definition: WorkflowDefinition[I, O, Any, Any], name: str, runtime: WorkflowRuntime
     ) -> None:
         self.definition = definition
         self.name = name
@@ -186,6 +186,13 @@ class RunQueries(Generic[I, O]):
 
     @Effect.gen
     def _load_run(self, ref: InstanceRef) -> Gen[Run[I, O], _RunRead]:
+        run, _ = yield from self._load_run_records(ref)
+        return run
+
+    @Effect.gen
+    def _load_run_records(
+        self, ref: InstanceRef
+    ) -> Gen[tuple[Run[I, O], Mapping[str, bytes]], _RunRead]:
         records = yield from self._records(ref)
         now = self.runtime.clock.now()
         run = yield from validated(
@@ -194,7 +201,7 @@ class RunQueries(Generic[I, O]):
         if run is None:
             yield from InstanceNotFoundError(instance_id=ref.instance_id)
         assert run is not None
-        return run
+        return run, records
 
     @Effect.gen
     def get_run(self, run_id: str) -> Gen[Run[I, O], _RunRead]:
@@ -265,6 +272,35 @@ class RunQueries(Generic[I, O]):
     ) -> Gen[Run[I, O], TimeoutException | _RunRead]:
         """The run once it is finished (``TimeoutException`` after ``timeout``, runtime clock)."""
         ref = yield from self._ref(run_id)
+        run, _ = yield from self._finished(ref, timeout)
+        return run
+
+    @Effect.gen
+    def wait_output(
+        self, run_id: str, timeout: DurationInput | None
+    ) -> Gen[O, TaggedError | TimeoutException | _RunRead]:
+        """A finished run's output, or its own error (``_failures``): what
+        ``trigger_and_wait`` gives."""
+        ref = yield from self._ref(run_id)
+        run, records = yield from self._finished(ref, timeout)
+        if run.status == "completed":
+            return cast(O, run.output)
+        if run.status == "cancelled":
+            yield from RunCancelledError(run_id=run.id)
+        meta = yield from validated(lambda: META.load(records))
+        failure = None if meta is None else meta.failure
+        if failure is None:  # a run failed before errors were stored by tag
+            yield from RunFailedError(run_id=run.id, error=run.error or "unknown error")
+        assert failure is not None
+        yield from self.definition.errors.restore(failure, run.id)
+        raise AssertionError("unreachable")
+
+    @Effect.gen
+    def _finished(
+        self, ref: InstanceRef, timeout: DurationInput | None
+    ) -> Gen[tuple[Run[I, O], Mapping[str, bytes]], TimeoutException | _RunRead]:
+        """The run and its records once it is finished (``TimeoutException`` after
+        ``timeout``, runtime clock)."""
         limit = None if timeout is None else Duration.parse(timeout)
         deadline = None if limit is None else self.runtime.clock.now() + limit
         ended = asyncio.Event()  # set by this process's events about the run's end
@@ -277,9 +313,9 @@ class RunQueries(Generic[I, O]):
         try:
             while True:
                 ended.clear()
-                run = yield from self._load_run(ref)
-                if run.status in FINISHED:
-                    return run
+                found = yield from self._load_run_records(ref)
+                if found[0].status in FINISHED:
+                    return found
                 if deadline is not None and self.runtime.clock.now() >= deadline:
                     assert limit is not None
                     yield from TimeoutException(timeout_ms=round(limit.total_seconds() * 1000))
@@ -287,18 +323,6 @@ class RunQueries(Generic[I, O]):
         finally:
             for off in offs:
                 off()
-
-    def outcome(self, run: Run[I, O]) -> Effect[O, ExecutionError | RunCancelledError]:
-        """A finished run's output, or the error ``trigger_and_wait`` fails with."""
-        if run.status == "completed":
-            return Effect.succeed(cast(O, run.output))
-        if run.status == "cancelled":
-            return Effect.fail(RunCancelledError(run_id=run.id))
-        failure = RunFailure(run_id=run.id, error=run.error or "unknown error")
-        iid = run_ref(self.name, run.id).instance_id
-        return Effect.fail(
-            ExecutionError(job_type=JOB_TYPE, job_name=self.name, instance_id=iid, cause=failure)
-        )
 
     # -- triggers -------------------------------------------------------------------------------
 
@@ -363,6 +387,7 @@ class RunQueries(Generic[I, O]):
             concurrency_key=meta.concurrency_key,
             labels=dict(meta.labels),
             coalesce=None,
+            run_timeout=meta.run_timeout,  # a fresh deadline, from now
         )
         results = yield from self._apply([prepared])
         return results[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import attrs
@@ -29,6 +29,7 @@ import attrs
 from durable_effect._codec import Codec, codec_for
 from durable_effect.jobs._instance import MAX_ID_LENGTH, InstanceRef, InstanceTx
 from durable_effect.jobs._records import Readable, Record
+from durable_effect.workflow._failures import ErrorRec
 from durable_effect.workflow._results import Progress, RunStatus
 
 __all__ = [
@@ -97,6 +98,11 @@ class RunMeta:
     #: a re-execution skips that many (they were done by an earlier execution).
     outside_logs: int = 0
     outside_progress: int = 0
+    #: The run's deadline (``run_timeout`` after its trigger) and that timeout.
+    run_timeout: timedelta | None = None
+    deadline: datetime | None = None
+    #: The error of a failed run, by tag and fields (``_failures``); ``error`` is its text.
+    failure: ErrorRec | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -12,6 +12,8 @@ from typing import Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
+from durable_effect._duration import DurationInput
+
 __all__ = [
     "ACTIVE",
     "FINISHED",
@@ -19,7 +21,6 @@ __all__ = [
     "Disposition",
     "Progress",
     "Run",
-    "RunFailure",
     "RunStatus",
     "StepRecord",
     "StepStatus",
@@ -116,24 +117,4 @@ class TriggerRequest(Generic[I]):
     concurrency_key: str | None = None
     labels: dict[str, str] | None = None
     coalesce: Coalesce | None = None
-
-
-class RunFailure(Exception):
-    """The cause of the ``ExecutionError`` a failed run gives ``trigger_and_wait``.
-
-    ``error`` is the run's error text (``"<Tag>: <message>"``); the original exception
-    object lived in the worker that ran the step.
-    """
-
-    def __init__(self, run_id: str, error: str) -> None:
-        super().__init__(error)
-        self.run_id = run_id
-        self.error = error
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RunFailure):
-            return NotImplemented
-        return (self.run_id, self.error) == (other.run_id, other.error)
-
-    def __hash__(self) -> int:
-        return hash((self.run_id, self.error))
+    run_timeout: DurationInput | None = None

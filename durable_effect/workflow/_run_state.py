@@ -38,6 +38,7 @@ __all__ = [
     "RunState",
     "Signal",
     "Suspended",
+    "TimedOut",
     "finished_alarm",
     "millis",
     "run_event_fields",
@@ -65,6 +66,10 @@ class Cancelled(Signal):
         super().__init__(step)
         self.step = step
         self.index = index
+
+
+class TimedOut(Signal):
+    """The run is past its deadline: it ends failed with ``RunTimeoutError``."""
 
 
 class Aborted(Signal):
@@ -184,6 +189,26 @@ class RunState:
         """End the execution with ``signal`` (remembered: later operations re-raise it)."""
         self.signal = signal
         raise signal
+
+    # -- the deadline ---------------------------------------------------------------------------
+
+    def past_deadline(self) -> bool:
+        """Whether the run's deadline (``run_timeout``) has passed."""
+        deadline = self.meta.deadline
+        return deadline is not None and self.tx.now() >= deadline
+
+    def check_deadline(self) -> None:
+        """A step boundary: a run past its deadline stops here (``TimedOut``)."""
+        if self.past_deadline():
+            self.stop(TimedOut())
+
+    def wake_alarm(self, wake: datetime | None) -> datetime | None:
+        """The alarm of a run sleeping until ``wake`` (``None``: until something wakes it):
+        never later than its deadline."""
+        deadline = self.meta.deadline
+        if deadline is None:
+            return wake
+        return deadline if wake is None else min(wake, deadline)
 
     def check_open(self, what: str, *, inside_step: bool = False) -> None:
         """Refuse a step operation after the end, or while another step's effect runs."""

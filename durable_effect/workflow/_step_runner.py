@@ -45,6 +45,7 @@ from durable_effect.workflow._events import (
     StepFailed,
     StepStarted,
 )
+from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._records import LOG_CODEC, LogRec, StepRec, log_key
 from durable_effect.workflow._results import Progress
 from durable_effect.workflow._run_state import (
@@ -55,7 +56,13 @@ from durable_effect.workflow._run_state import (
     stack_of,
 )
 from durable_effect.workflow._step import LogLevelName
-from durable_effect.workflow._values import decode_value, encode_value, error_text
+from durable_effect.workflow._values import (
+    KnownTypes,
+    UnknownType,
+    decode_value,
+    encode_value,
+    error_text,
+)
 
 __all__ = ["StepAttempt", "StepRunner"]
 
@@ -106,9 +113,13 @@ def with_timeout(
 class StepRunner:
     """The step operations of one execution (the ``StepOps`` that ``Step`` calls)."""
 
-    def __init__(self, state: RunState, checkpoints: Checkpoints) -> None:
+    def __init__(
+        self, state: RunState, checkpoints: Checkpoints, known: KnownTypes, errors: ErrorClasses
+    ) -> None:
         self.state = state
         self.checkpoints = checkpoints
+        self.known = known
+        self.errors = errors
         self.run_id = state.run_id
         self.workflow = state.workflow
         # Calls of step.log / step.progress outside steps in this execution (see RunMeta).
@@ -132,7 +143,8 @@ class StepRunner:
         rec = state.steps.get(name)
         if rec is not None and rec.status == "completed":
             assert rec.output is not None
-            return Effect.succeed(decode_value(rec.output.encode("utf-8"), rec.output_type, schema))
+            return Effect.succeed(self._replayed(rec, schema))
+        state.check_deadline()
         tx = state.tx
         wake_at = rec.wake_at if rec is not None and rec.status == "retrying" else None
         if wake_at is not None and tx.now() < wake_at:
@@ -167,6 +179,14 @@ class StepRunner:
             error = error.error
         return self._step_failed(at, error, defect=exit_.is_defect, retry=retry)
 
+    def _replayed(self, rec: StepRec, schema: object) -> object:
+        """A completed step's stored value, decoded (as on its first run)."""
+        assert rec.output is not None
+        try:
+            return decode_value(rec.output.encode("utf-8"), rec.output_type, schema, self.known)
+        except UnknownType as exc:
+            raise TypeError(f"step {rec.name!r} cannot be replayed: {exc}") from None
+
     async def _step_done(
         self, at: StepAttempt, value: object, schema: object
     ) -> Effect[Any, BaseException]:
@@ -174,8 +194,8 @@ class StepRunner:
         tx = state.tx
         name, index = at.name, at.index
         try:
-            data, path = encode_value(value, schema)
-            result = decode_value(data, path, schema)
+            data, path = encode_value(value, schema, self.known)
+            result = decode_value(data, path, schema, self.known)
         except (ValidationError, TypeError) as exc:
             self._record_failure(at, exc, will_retry=False)
             raise exc from None
@@ -259,15 +279,16 @@ class StepRunner:
         if defect:
             raise error
         if retry is not None:
-            return Effect.fail(
-                RetryExhaustedError(attempts=at.number, last_error=error_text(error))
-            )
+            last = self.errors.last_error(error)
+            return Effect.fail(RetryExhaustedError(attempts=at.number, last_error=last))
         return Effect.fail(error)
 
-    def _sleep_run(self, wake: datetime) -> Never:
+    def _sleep_run(self, wake: datetime | None) -> Never:
+        """Suspend the run until ``wake`` (``None``: until something wakes it), or its
+        deadline if that comes first."""
         state = self.state
         state.evolve(status="sleeping")
-        state.tx.set_alarm(wake)
+        state.tx.set_alarm(state.wake_alarm(wake))
         state.stop(Suspended())
 
     async def sleep_step(self, name: str, wake: Callable[[datetime], datetime]) -> None:
@@ -276,6 +297,7 @@ class StepRunner:
         rec = state.steps.get(name)
         if rec is not None and rec.status == "completed":
             return
+        state.check_deadline()
         now = state.tx.now()
         if rec is None or rec.wake_at is None:
             index = rec.index if rec is not None else state.meta.next_index

@@ -115,6 +115,16 @@ async def snapshot(rt: TestRuntime, instance_id: str) -> InstanceSnapshot:
     return snapshots[instance_id]
 
 
+async def plant(rt: TestRuntime, instance_id: str, puts: Mapping[str, bytes]) -> None:
+    """Write records into an instance directly (as someone with access to the store could)."""
+    storage = rt.jobs.storage
+    got = await storage.acquire(
+        [instance_id], owner="planter", now=rt.clock.now(), ttl=timedelta(seconds=5)
+    )
+    assert got is not None, f"{instance_id} is held"
+    await storage.commit(got.leases, [InstanceWrite(instance_id=instance_id, puts=dict(puts))])
+
+
 def of_type(events: Sequence[Event], cls: type[EventT]) -> list[EventT]:
     """The events of one class, in order."""
     return [e for e in events if isinstance(e, cls)]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
 
+import attrs
 import pytest
 
-from durable_effect import Effect, Gen
+from durable_effect import Effect, Gen, TaggedError
 from durable_effect.testing import TestRuntime
 from durable_effect.workflow import Step, Workflow
 from tests.workflow._support import Order
@@ -39,6 +40,47 @@ def test_make_checks_its_arguments() -> None:
         3,
         2,
     )
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Declined(TaggedError):
+    tag: ClassVar[Literal["Declined"]] = "Declined"
+    reason: str
+
+
+def test_make_checks_the_error_schema_events_and_deadline() -> None:
+    class Plain(TaggedError):  # not an attrs class: its fields cannot be stored
+        tag = "Plain"
+
+    @attrs.frozen(kw_only=True, eq=False)
+    class Twin(TaggedError):
+        tag: ClassVar[Literal["Declined"]] = "Declined"
+
+    @attrs.frozen(kw_only=True, eq=False)
+    class Opaque(TaggedError):
+        tag: ClassVar[Literal["Opaque"]] = "Opaque"
+        cause: object
+
+    bad_errors: list[tuple[Any, str]] = [
+        (int, "is not an @attrs.frozen TaggedError subclass"),
+        (Plain, "is not an @attrs.frozen TaggedError subclass"),
+        (Declined | None, "is not an @attrs.frozen TaggedError subclass"),
+        (Declined | Twin, "share the tag 'Declined'"),
+    ]
+    for bad, message in bad_errors:
+        with pytest.raises(TypeError, match=f"error_schema: .*{message}"):
+            Workflow.make(Order, _run, error_schema=bad)
+    assert Workflow.make(Order, _run, error_schema=Opaque).errors.by_tag["Opaque"] is Opaque
+    no_schema: Any = object()
+    with pytest.raises(TypeError, match="event_schema"):
+        Workflow.make(Order, _run, event_schema=no_schema)
+    bad_timeouts: list[Any] = ["soon", 0, "-1 s", timedelta(0)]
+    for timeout in bad_timeouts:
+        with pytest.raises(ValueError, match="run_timeout"):
+            Workflow.make(Order, _run, run_timeout=timeout)
+    wf = Workflow.make(Order, _run, run_timeout="1 hour", error_schema=Declined)
+    assert wf.run_timeout == timedelta(hours=1)
+    assert wf.errors.by_tag["Declined"] is Declined
 
 
 async def test_step_api_misuse_fails_the_run_with_a_clear_error() -> None:

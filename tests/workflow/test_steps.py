@@ -100,16 +100,20 @@ async def test_a_repeated_step_name_returns_the_first_result(kind: str, tmp_path
         assert [s.name for s in await h.steps(rid)] == ["fetch"]
 
 
-def _roundtrip_workflow(values: dict[str, object], seen: dict[str, list[object]]) -> Any:
+def _roundtrip_workflow(
+    values: dict[str, tuple[object, object]], seen: dict[str, list[object]]
+) -> Any:
     @Effect.gen
     def run(step: Step, order: Order) -> Gen[None, Exception]:
-        for name, value in values.items():
-            got = yield from step.run(name, Effect.succeed(value))
+        for name, (value, schema) in values.items():
+            got = yield from step.run(name, Effect.succeed(value), schema=schema)
             seen.setdefault(name, []).append(got)
         typed = yield from step.run(
             "typed", Effect.succeed([{"order_id": "x", "total": 1}]), schema=list[Receipt]
         )
         seen.setdefault("typed", []).append(typed)
+        declared = yield from step.run("declared", Effect.succeed(Order(order_id="d")))
+        seen.setdefault("declared", []).append(declared)
         yield from step.sleep("nap", "1 minute")
 
     return Workflow.make(Order, run)
@@ -119,17 +123,19 @@ async def test_a_step_gives_the_same_value_and_type_on_first_run_and_on_replay(
     kind: str, tmp_path: Path
 ) -> None:
     live_list = [1, 2]
-    values: dict[str, object] = {
-        "struct": Receipt(order_id="o", total=3),
-        "attrs": Money(cents=5, currency="EUR"),
-        "dataclass": Point(x=1, y=2),
-        "tuple": (1, "a"),
-        "set": {3},
-        "when": datetime(2026, 5, 1, 12, tzinfo=UTC),
-        "list": live_list,
-        "nested_tuple": {"pair": (1, 2)},
-        "none": None,
-        "float": 1.5,
+    values: dict[str, tuple[object, object]] = {
+        # the user's classes: with schema= (the replaying worker decodes with it)
+        "struct": (Receipt(order_id="o", total=3), Receipt),
+        "attrs": (Money(cents=5, currency="EUR"), Money),
+        "dataclass": (Point(x=1, y=2), Point),
+        # the standard library's value types and JSON: as themselves, without a schema
+        "tuple": ((1, "a"), None),
+        "set": ({3}, None),
+        "when": (datetime(2026, 5, 1, 12, tzinfo=UTC), None),
+        "list": (live_list, None),
+        "nested_tuple": ({"pair": (1, 2)}, None),
+        "none": (None, None),
+        "float": (1.5, None),
     }
     seen: dict[str, list[object]] = {}
     wf = _roundtrip_workflow(values, seen)
@@ -152,6 +158,8 @@ async def test_a_step_gives_the_same_value_and_type_on_first_run_and_on_replay(
     assert seen["list"][0] is not live_list
     assert seen["nested_tuple"][0] == {"pair": [1, 2]}  # JSON, on both runs alike
     assert seen["typed"][0] == [Receipt(order_id="x", total=1)]
+    # a class declared on the workflow (its input schema) needs no schema=
+    assert seen["declared"][0] == Order(order_id="d")
 
 
 async def test_a_step_result_that_cannot_be_stored_fails_the_run(kind: str, tmp_path: Path) -> None:
@@ -162,6 +170,8 @@ async def test_a_step_result_that_cannot_be_stored_fails_the_run(kind: str, tmp_
     def run(step: Step, order: Order) -> Gen[object, Exception]:
         if order.order_id == "local":
             return (yield from step.run("local", Effect.succeed(Local(x=1))))
+        if order.order_id == "module":  # importable, but not declared: refused all the same
+            return (yield from step.run("module", Effect.succeed(Receipt(order_id="r", total=1))))
         if order.order_id == "object":
             return (yield from step.run("object", Effect.succeed(object())))
         bad: Any = {"order_id": 1}
@@ -170,13 +180,16 @@ async def test_a_step_result_that_cannot_be_stored_fails_the_run(kind: str, tmp_
     wf = Workflow.make(Order, run)
     async with runtime(kind, tmp_path, w=wf) as rt:
         h = rt.client.workflow(wf)
-        ids = [(await h.trigger(Order(order_id=k))).run_id for k in ("local", "object", "schema")]
+        kinds = ("local", "module", "object", "schema")
+        ids = [(await h.trigger(Order(order_id=k))).run_id for k in kinds]
         await rt.run_until_idle()
         errors = [(await h.get_run(i)).error or "" for i in ids]
-        assert errors[0].startswith("TypeError: a value of type ")
-        assert "schema=" in errors[0]
-        assert errors[1].startswith("ValidationError: object at $: cannot encode object")
-        assert errors[2].startswith("ValidationError: Receipt at $.order_id")
+        assert errors[0].startswith("TypeError: a value of type Local cannot be stored")
+        assert "pass schema=Local" in errors[0]
+        assert errors[1].startswith("TypeError: a value of type Receipt cannot be stored")
+        assert "pass schema=Receipt" in errors[1]
+        assert errors[2].startswith("ValidationError: object at $: cannot encode object")
+        assert errors[3].startswith("ValidationError: Receipt at $.order_id")
         for rid in ids:
             assert [s.status for s in await h.steps(rid)] == ["failed"]
 

@@ -71,17 +71,17 @@ notifier = Workflow.make(Email | Sms, notify)
 
 
 def definitions() -> None:
-    reveal_type(importer)  # R: WorkflowDefinition[ImportCsv, Summary]
-    reveal_type(untyped_output)  # R: WorkflowDefinition[ImportCsv, Summary]
-    reveal_type(notifier)  # R: WorkflowDefinition[Email | Sms, int]
+    reveal_type(importer)  # R: WorkflowDefinition[ImportCsv, Summary, Never, object]
+    reveal_type(untyped_output)  # R: WorkflowDefinition[ImportCsv, Summary, Never, object]
+    reveal_type(notifier)  # R: WorkflowDefinition[Email | Sms, int, Never, object]
 
 
 def handles(client: JobsClient) -> None:
     h = client.workflow(importer)
-    reveal_type(h)  # R: WorkflowHandle[ImportCsv, Summary]
+    reveal_type(h)  # R: WorkflowHandle[ImportCsv, Summary, Never, object]
     reveal_type(h.trigger(ImportCsv(filename="a.csv"), idempotency_key="k"))  # R: Effect[TriggerResult, ConflictError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.batch_trigger([ImportCsv(filename="a"), TriggerRequest(input=ImportCsv(filename="b"))]))  # R: Effect[list[TriggerResult], ConflictError | JobNotFoundError | ValidationError | StorageError]
-    reveal_type(h.trigger_and_wait(ImportCsv(filename="a.csv")))  # R: Effect[Summary, ConflictError | ExecutionError | RunCancelledError | InstanceNotFoundError | TimeoutException | JobNotFoundError | ValidationError | StorageError]
+    reveal_type(h.trigger_and_wait(ImportCsv(filename="a.csv")))  # R: Effect[Summary, RunFailedError | RunTimeoutError | RunCancelledError | RetryExhaustedError | StepTimeoutError | NonDeterminismError | ConflictError | InstanceNotFoundError | TimeoutException | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.get_run("r"))  # R: Effect[Run[ImportCsv, Summary], InstanceNotFoundError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.list_runs(status="failed", labels={"org": "a"}))  # R: Effect[list[Run[ImportCsv, Summary]], JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.steps("r"))  # R: Effect[list[StepRecord], InstanceNotFoundError | JobNotFoundError | ValidationError | StorageError]
@@ -89,7 +89,7 @@ def handles(client: JobsClient) -> None:
     reveal_type(h.cancel("r"))  # R: Effect[None, InstanceNotFoundError | InvalidStateError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.retrigger("r"))  # R: Effect[TriggerResult, InstanceNotFoundError | InvalidStateError | ConflictError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.delete_run("r"))  # R: Effect[None, InstanceNotFoundError | InvalidStateError | JobNotFoundError | ValidationError | StorageError]
-    reveal_type(client.workflow("importCsv"))  # R: WorkflowHandle[object, object]
+    reveal_type(client.workflow("importCsv"))  # R: WorkflowHandle[object, object, TaggedError, object]
 
 
 async def results(client: JobsClient) -> None:
