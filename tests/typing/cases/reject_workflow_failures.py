@@ -33,7 +33,7 @@ wf = Workflow.make(Order, charge, error_schema=Declined)
 def make() -> None:
     # error_schema takes TaggedError classes only
     a = Workflow.make(Order, charge, error_schema=int)  # E: type-var
-    b = Workflow.make(Order, charge, error_schema=Declined, run_timeout=object())  # E: call-overload
+    b = Workflow.make(Order, charge, run_timeout=object())  # E: call-overload
 
 
 def only_declined(error: Declined) -> Effect[int]:
