@@ -1125,7 +1125,7 @@ def test_tagged_errors_are_frozen() -> None:
 
 
 def _sample_kwargs(cls: type[TaggedError]) -> dict[str, object]:
-    samples: dict[str, object] = {"str": "s", "int": 3}
+    samples: dict[str, object] = {"str": "s", "int": 3, "timedelta": timedelta(seconds=5)}
     kwargs: dict[str, object] = {}
     for field in attrs.fields(cast(Any, cls)):
         kwargs[field.name] = samples.get(str(field.type), ValueError("cause"))
