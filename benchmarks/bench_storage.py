@@ -1,6 +1,7 @@
 """Benchmark `SqliteStorage` against raw stdlib ``sqlite3`` measured in the same run.
 
-Usage: ``python benchmarks/bench_storage.py [--quick] [--profile]``. Prints a table and
+Usage: ``python benchmarks/bench_storage.py [--quick] [--profile] [--file-check]``
+(``--file-check``: only benchmark 4). Prints a table and
 writes ``benchmarks/results/bench_storage.json``. Every raw baseline uses a file in the same
 temp directory with the same pragmas (WAL, the same ``synchronous``), so ratios compare like
 with like on this machine:
@@ -13,7 +14,12 @@ with like on this machine:
    moving its alarm an hour ahead (the commits of a batch run concurrently), against a raw
    loop that selects 100 due ids by ``(due_at, id)``, leases them and commits, then updates
    every row in one more transaction (run before and after ours; the mean).
-4. ``memory``: peak RSS (``VmHWM``) of a fresh process holding an opened store of 100,000 idle
+4. ``file-check``: what watching the database's path costs (`FileWatch`: a ``stat`` of the
+   file and its ``-wal`` after each write transaction, and before one unless the last check
+   is under 1 ms old): sequential calls and 64 concurrent callers on a store that checks,
+   against the same on a store with the check switched off, interleaved chunk by chunk in
+   the same run (the ratio is checked over unchecked).
+5. ``memory``: peak RSS (``VmHWM``) of a fresh process holding an opened store of 100,000 idle
    instances (one small record and one future alarm each), after a few reads and an empty
    claim, against the same for an empty store.
 
@@ -61,6 +67,7 @@ WARM_OURS = 300  # untimed calls that do the same for ours (a call writes ~4 WAL
 CHUNK = 100  # sequential calls timed between two raw chunks
 ROUNDS_CHUNK = 5  # rounds of the 64 callers timed between two raw chunks
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_storage.json"
+RESULTS_FILE_CHECK = RESULTS.with_name("bench_storage_file_check.json")
 
 
 @attrs.frozen(kw_only=True)
@@ -246,6 +253,80 @@ async def paired_concurrent(d: Path, sync: Sync, rounds: int) -> tuple[float, fl
     raw.close()
     done = 64 * (rounds // ROUNDS_CHUNK * ROUNDS_CHUNK)
     return done / spent_ours, done / spent_raw, transactions
+
+
+def unwatched(storage: SqliteStorage) -> SqliteStorage:
+    """``storage`` (opened) with the check of its files switched off: the baseline of 4."""
+    storage._group._unwatch()
+    return storage
+
+
+async def paired_file_check(d: Path, sync: Sync, n: int, rounds: int) -> dict[str, float]:
+    """Rates (/s) of sequential calls and of 64 concurrent callers, checked and unchecked.
+
+    Chunks alternate between the two stores (and which goes first), so both see the same
+    disk and the same load.
+    """
+    spent = {"seq": 0.0, "seq:off": 0.0, "conc": 0.0, "conc:off": 0.0}
+    async with (
+        SqliteStorage(d / "checked.db", synchronous=sync) as checked,
+        SqliteStorage(d / "unchecked.db", synchronous=sync) as plain,
+    ):
+        stores = {"": checked, ":off": unwatched(plain)}
+        for store in stores.values():
+            for i in range(WARM_OURS):
+                await one_call(store, f"warm-{i}", alarm=False)
+
+        async def sequential(store: SqliteStorage, first: int) -> float:
+            start = time.perf_counter()
+            for i in range(first, first + CHUNK):
+                await one_call(store, f"seq-{i}", alarm=False)
+            return time.perf_counter() - start
+
+        async def concurrent(store: SqliteStorage, first: int) -> float:
+            async def caller(c: int) -> None:
+                for r in range(first, first + ROUNDS_CHUNK):
+                    await one_call(store, f"c{c}-{r}", alarm=False)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(caller(c) for c in range(64)))
+            return time.perf_counter() - start
+
+        for k, first in enumerate(range(0, n, CHUNK)):
+            for suffix in ("", ":off") if k % 2 == 0 else (":off", ""):
+                spent[f"seq{suffix}"] += await sequential(stores[suffix], first)
+        for k, first in enumerate(range(0, rounds, ROUNDS_CHUNK)):
+            for suffix in ("", ":off") if k % 2 == 0 else (":off", ""):
+                spent[f"conc{suffix}"] += await concurrent(stores[suffix], first)
+    calls = {"seq": n // CHUNK * CHUNK, "conc": 64 * (rounds // ROUNDS_CHUNK * ROUNDS_CHUNK)}
+    return {name: calls[name.split(":")[0]] / seconds for name, seconds in spent.items()}
+
+
+async def file_check_rows(tmp: Path, sync: Sync, sizes: Sizes) -> list[Row]:
+    """Benchmark 4 for one ``synchronous`` setting: medians of the repeats' ratios."""
+    rates: dict[str, list[float]] = {}
+    for rep in range(sizes.repeats):
+        d = tmp / f"check-{sync}-{rep}"
+        d.mkdir()
+        got = await paired_file_check(d, sync, sizes.sequential, sizes.rounds_64)
+        for name, rate in got.items():
+            rates.setdefault(name, []).append(rate)
+    rows = []
+    for name, label in (("seq", "file-check sequential"), ("conc", "file-check concurrent-64")):
+        ratios = [on / off for on, off in zip(rates[name], rates[f"{name}:off"], strict=True)]
+        rows.append(
+            _ratio_row(
+                label,
+                sync,
+                statistics.median(rates[name]),
+                statistics.median(rates[f"{name}:off"]),
+                ratio=statistics.median(ratios),
+                bar=0.95,
+                unit="handler calls/s",
+                detail="raw = the same store with the file check off",
+            )
+        )
+    return rows
 
 
 async def populate(storage: SqliteStorage, n: int, *, alarm_at: datetime, prefix: str) -> None:
@@ -596,7 +677,7 @@ async def profile(n: int) -> str:
     return "\n".join(lines)
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, *, file_check_only: bool = False) -> None:
     sizes = (
         Sizes(sequential=500, rounds_64=10, alarms=10_000, idle=100_000, repeats=1)
         if quick
@@ -606,8 +687,11 @@ async def main(quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_storage-") as name:
         tmp = Path(name)
         for sync in ("full", "normal"):
-            rows.extend(await run_sync(tmp, sync, sizes))
-        rows.append(await memory_row(tmp, sizes.idle))
+            if not file_check_only:
+                rows.extend(await run_sync(tmp, sync, sizes))
+            rows.extend(await file_check_rows(tmp, sync, sizes))
+        if not file_check_only:
+            rows.append(await memory_row(tmp, sizes.idle))
     print_table(rows)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -619,14 +703,16 @@ async def main(quick: bool) -> None:
         "cpus": os.cpu_count(),
         "rows": [attrs.asdict(row) for row in rows],
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    results = RESULTS_FILE_CHECK if file_check_only else RESULTS
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sequential runs")
     parser.add_argument("--profile", action="store_true", help="where a call's time goes")
+    parser.add_argument("--file-check", action="store_true", help="only the file-check rows")
     parser.add_argument("--rss-child", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -634,4 +720,4 @@ if __name__ == "__main__":
     elif args.profile:
         print(asyncio.run(profile(1000)))
     else:
-        asyncio.run(main(bool(args.quick)))
+        asyncio.run(main(bool(args.quick), file_check_only=bool(args.file_check)))

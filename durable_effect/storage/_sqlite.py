@@ -56,7 +56,7 @@ from durable_effect.storage._port import (
     Storage,
 )
 from durable_effect.storage._sqlite_batch import GroupCommit
-from durable_effect.storage._sqlite_ops import Op, Txn, reading
+from durable_effect.storage._sqlite_ops import Op, Txn
 from durable_effect.storage._sqlite_schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
@@ -155,11 +155,11 @@ class SqliteStorage(Storage):
             raise ValueError(f"unsupported pragma {name!r}; one of {sorted(schema.PRAGMAS)}")
         self._check_open("read_pragma")
 
-        def read() -> object:
-            row = self._group.reader().execute(f"PRAGMA {name}").fetchone()
+        def read(conn: sqlite3.Connection) -> object:
+            row = conn.execute(f"PRAGMA {name}").fetchone()
             return None if row is None else row[0]
 
-        return await self._group.call(reading("read_pragma", read))
+        return await self._group.read("read_pragma", read)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -428,11 +428,10 @@ class SqliteStorage(Storage):
         )
         args = (*params, *params, -1 if limit is None else limit)
 
-        def read() -> Sequence[str]:
-            rows = self._group.reader().execute(sql, args).fetchall()
-            return [row[0] for row in rows]
+        def read(conn: sqlite3.Connection) -> Sequence[str]:
+            return [row[0] for row in conn.execute(sql, args).fetchall()]
 
-        return await self._group.call(reading("list_instances", read))
+        return await self._group.read("list_instances", read)
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -511,6 +510,8 @@ class SqliteStorage(Storage):
         """The loop this storage serves; ``StorageError`` unless open and used from it."""
         if not self._opened:
             raise StorageError(operation=operation, cause="the storage is not open")
+        if self._group.lost is not None:
+            raise StorageError(operation=operation, cause=self._group.lost)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             raise StorageError(

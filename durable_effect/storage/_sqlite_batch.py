@@ -29,6 +29,14 @@ The writer never checkpoints; the thread does, on the *reader* connection (base 
 it syncs the WAL before and the database file after): the database file is only ever written
 with syncing on. See `GroupCommit._wrote`. Small reads run inline on the writer too
 (`GroupCommit.read`). One fenced or failing write fails alone (`GroupCommit._transact`).
+
+After the ``COMMIT`` of every transaction with a ``commit`` in it, before any of its callers
+hears "committed", the path is checked to still hold the files that were opened
+(`FileWatch`): if the directory was removed, the file moved or replaced, those calls and
+every later one fail with `StorageError` naming the path (`GroupCommit.lost`). Lease-only
+transactions, reads, and every transaction before it starts (so that a write after such a
+change is refused before it writes anything) check too, unless the last check is younger
+than `FRESH_CHECK`: under load, one check per durable transaction.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import _sqlite_schema as schema
+from durable_effect.storage._sqlite_files import FileWatch
 from durable_effect.storage._sqlite_ops import (
     Op,
     Txn,
@@ -53,7 +62,7 @@ from durable_effect.storage._sqlite_ops import (
     settle_ok,
 )
 
-__all__ = ["INLINE_FSYNC_BUDGET", "INLINE_WEIGHT", "GroupCommit"]
+__all__ = ["FRESH_CHECK", "INLINE_FSYNC_BUDGET", "INLINE_WEIGHT", "GroupCommit"]
 
 T = TypeVar("T")
 
@@ -67,6 +76,9 @@ _CHECKPOINT_FRAMES: Final = 1000
 #: less than this (an exponential average, seconds): about the longest the loop may block on
 #: an fsync, and only when nothing else is ready on it.
 INLINE_FSYNC_BUDGET: Final = 0.001
+#: Seconds a check of the files is taken as still true, except after the ``COMMIT`` of a
+#: transaction with a ``commit`` in it (see the module docstring).
+FRESH_CHECK: Final = 0.001
 
 
 class _Busy:
@@ -111,6 +123,10 @@ class GroupCommit:
         self._checkpoint_due = False
         self._checkpointing = False
         self._fsync_cost = 0.0  # seconds a durable commit took lately (exponential average)
+        self._watch: FileWatch | None = None
+        self._checked_at = 0.0  # perf_counter() of the last check of the files
+        #: Why every call fails: the path no longer holds the files opened (`FileWatch`).
+        self.lost: str | None = None
 
     # -- lifecycle (on the loop) -----------------------------------------------------------
 
@@ -178,6 +194,8 @@ class GroupCommit:
         ``StorageError``; a busy file sends an inline read to the thread.
         """
         conn = self._writer
+        if self.lost is not None:
+            raise StorageError(operation=operation, cause=self.lost)
         if (
             inline
             and conn is not None
@@ -193,9 +211,31 @@ class GroupCommit:
                 if not schema.is_busy(exc):
                     raise StorageError(operation=operation, cause=exc) from exc
             else:
+                self._check_files(operation)
                 await asyncio.sleep(0)
                 return value
-        return await self.call(reading(operation, lambda: fn(self.reader())))
+        value = await self.call(reading(operation, lambda: fn(self.reader())))
+        self._check_files(operation)
+        return value
+
+    def _check_files(self, operation: str) -> None:
+        """``StorageError`` once the path does not hold the files opened (see `lost`)."""
+        problem = self._file_problem(fresh=False)
+        if problem is not None:
+            raise StorageError(operation=operation, cause=problem)
+
+    def _file_problem(self, *, fresh: bool) -> str | None:
+        """`lost`, set now if the path stopped holding the files opened (either side).
+
+        Unless ``fresh``, a check younger than `FRESH_CHECK` is taken as still true.
+        """
+        watch = self._watch
+        if self.lost is None and watch is not None:
+            now = time.perf_counter()
+            if fresh or now - self._checked_at >= FRESH_CHECK:
+                self.lost = watch.problem()
+                self._checked_at = now
+        return self.lost
 
     async def write(self, op: Op[T]) -> T:
         """Run ``op`` in a transaction; its result once committed (or its error).
@@ -427,15 +467,29 @@ class GroupCommit:
     # -- the storage thread ----------------------------------------------------------------
 
     def _connect(self) -> None:
+        """Open the reader, then the writer; then note which files they opened."""
         reader = schema.connect_reader(self.path, self.synchronous, self.busy_timeout_ms)
         try:
             writer = schema.connect_writer(self.path)
         except BaseException:
             reader.close()
             raise
+        try:
+            watch = FileWatch(self.path)
+        except BaseException:
+            writer.close()
+            reader.close()
+            raise
         self._reader, self._writer = reader, writer
+        self._watch, self.lost = watch, None
+
+    def _unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
 
     def _disconnect(self) -> None:
+        self._unwatch()
         writer, self._writer = self._writer, None
         reader, self._reader = self._reader, None
         try:
@@ -518,6 +572,11 @@ class GroupCommit:
         self, conn: sqlite3.Connection, ops: list[Op[Any]], *, inline: bool
     ) -> Op[Any] | _Busy | None:
         """One transaction over ``ops``; the op to drop when one raised unexpectedly."""
+        lost = self._file_problem(fresh=False)
+        if lost is not None:
+            for op in ops:
+                op.fail(StorageError(operation=op.name, cause=lost))
+            return None
         txn = Txn(conn)
         running: Op[Any] | None = None
         try:
@@ -536,6 +595,8 @@ class GroupCommit:
             running = None
             txn.flush()
             conn.execute("COMMIT")
+            # Before anybody hears "committed": fresh for commits, a lease may take the last.
+            problem = self._file_problem(fresh=any(op.durable for op in ops))
         except Exception as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -547,6 +608,11 @@ class GroupCommit:
             for op in ops:
                 if not op.failed:
                     op.fail(as_error(op.name, exc))
+            return None
+        if problem is not None:  # committed into a file that is not at the path any more
+            for op in ops:
+                if not op.failed:
+                    op.fail(StorageError(operation=op.name, cause=problem))
             return None
         self.transactions_committed += 1
         return None

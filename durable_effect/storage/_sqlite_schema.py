@@ -20,6 +20,7 @@ import time
 from typing import Final, Literal
 
 from durable_effect.errors import StorageError
+from durable_effect.storage._sqlite_files import create_private
 
 __all__ = [
     "CHECKPOINT",
@@ -210,7 +211,12 @@ def append_feed(n: int) -> str:
 def connect_reader(
     path: str, synchronous: Literal["full", "normal"], busy_timeout_ms: int
 ) -> sqlite3.Connection:
-    """The reader connection: WAL, the base settings, the schema migrated."""
+    """The reader connection: WAL, the base settings, the schema migrated.
+
+    A new file is created ``0600`` first (`create_private`), so its ``-wal`` and ``-shm``
+    are too.
+    """
+    create_private(path)
     try:
         conn = sqlite3.connect(
             path,

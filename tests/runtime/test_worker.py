@@ -7,6 +7,7 @@ condition to become true.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -270,3 +271,39 @@ async def test_a_worker_runs_once_at_a_time(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
             with pytest.raises(RuntimeError, match="already running"):
                 await worker.run()
+
+
+@live
+async def test_a_vanished_database_is_reported_as_worker_error_and_backed_off(
+    tmp_path: Path,
+) -> None:
+    """With the database's directory removed under a running worker, every claim fails with
+    `StorageError` naming the path: reported as ``worker:error`` with a growing back-off, and
+    nothing is fired (committed) any more."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    path = directory / "w.db"
+    job = CounterJob(every=timedelta(milliseconds=5))
+    errors: list[Event] = []
+    async with sqlite_jobs(path, job) as jobs:
+        jobs.on("worker:error", errors.append)
+        await schedule(jobs.engine, [ref("a")], jobs.clock.now())
+        worker = jobs.worker(concurrency=2, poll_interval=0.2)
+        async with running(worker) as task:
+            await eventually(lambda: worker.fired >= 3, 2.0, "a few alarms")
+            shutil.rmtree(directory)
+            fired = worker.fired
+            await eventually(lambda: len(errors) >= 4, 3.0, "the worker reporting the loss")
+            assert not task.done()
+            assert worker.fired <= fired + 1  # at most the one committing during the rmtree
+            ahead = worker.fired
+            await asyncio.sleep(0.1)
+            assert worker.fired == ahead
+
+    reported = [e for e in errors if isinstance(e, WorkerError)]
+    assert len(reported) == len(errors)
+    assert all(str(path) in e.error and e.error.startswith("StorageError") for e in reported)
+    delays = [e.retry_in_ms for e in reported]
+    assert delays == sorted(delays), delays  # backing off ...
+    assert delays[0] < delays[-1], delays  # ... more and more
+    assert not directory.exists()  # nothing made a fresh database there meanwhile
