@@ -35,8 +35,17 @@ contract suite that checks them):
 * **Durability** — a ``commit`` that returned survives a crash of the process (and, with a
   durable setting, of the machine). Leases need not be durable: a lease lost in a crash
   belonged to a dead process.
-* **Time** — backends never read a clock; callers pass ``now``. Instants are aware UTC
-  datetimes, stored with microsecond precision.
+* **Time** — callers pass ``now``; a backend never reads the clock of the process it runs
+  in. Instants are aware UTC datetimes, stored with microsecond precision. One exception,
+  for leases shared by processes on different machines (whose clocks may disagree, so that
+  a worker with a fast clock would see a live lease as expired): a backend may judge lease
+  expiry by a clock common to all its processes — ``lease_clock = "server"``
+  (`PostgresStorage`'s default: the database server's clock). Then "expired" in
+  ``acquire`` and ``claim_due`` means ``ttl`` has passed on that clock since the grant or
+  the last ``extend``; the ``now`` callers pass decides only which alarms are due; and the
+  leases handed back still carry ``expires_at = now + ttl`` in the caller's frame (what the
+  caller renews by). With ``lease_clock = "caller"`` (every other backend) expiry compares
+  the ``now`` callers pass, as written below.
 * **Feed** — a store-wide, append-only log of short byte entries (the runtime's telemetry
   events as JSON). ``commit(..., feed=[...])`` appends its entries in the same transaction
   as its writes (none when the commit applies nothing). Each entry gets a sequence number
@@ -195,6 +204,10 @@ class Storage(abc.ABC):
     #: The URL scheme this backend serves (``memory``, ``sqlite``, ``postgresql``).
     scheme: str = ""
 
+    #: Which clock decides lease expiry: ``"caller"`` (the ``now`` callers pass) or
+    #: ``"server"`` (a clock the backend shares between machines); see the module docstring.
+    lease_clock: Literal["caller", "server"] = "caller"
+
     #: Seconds the runtime may keep a lease after a client call on one instance, so that
     #: the next call there within that time skips ``acquire`` (``0``: release at once). A
     #: hint for backends whose round trip costs more than the work: PostgreSQL. See
@@ -232,7 +245,8 @@ class Storage(abc.ABC):
         """Lease every instance in ``instance_ids`` (all or none) and read their snapshots.
 
         An instance is free when it has no lease, its lease was released, or its lease
-        expired (``expires_at <= now``). Returns ``None``, granting nothing, when any of them
+        expired (``expires_at <= now``; by the backend's clock with ``lease_clock =
+        "server"``). Returns ``None``, granting nothing, when any of them
         is held by anybody (the same ``owner`` included). Instances need not exist.
         Each grant gets a new generation and ``expires_at = now + ttl``.
         """

@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 from durable_effect.errors import StorageError
 from durable_effect.storage import _postgres_index_sql as ix
@@ -115,9 +115,9 @@ def _require_driver() -> None:
 
 
 class _Sql:
-    """The statements of ``_postgres_sql`` composed for one schema and channel."""
+    """The statements of ``_postgres_sql`` composed for one schema, channel and lease clock."""
 
-    def __init__(self, schema: str, channel: str) -> None:
+    def __init__(self, schema: str, channel: str, lease_clock: str) -> None:
         from psycopg import sql
 
         ident = sql.Identifier(schema)
@@ -128,8 +128,13 @@ class _Sql:
         self.compose = compose
         channel_literal = sql.Literal(channel)
 
-        def with_channel(template: str) -> Composed:
-            return sql.SQL(template).format(schema=ident, channel=channel_literal)
+        def with_channel(template: str, marker: str = "%s") -> Composed:
+            clock = {
+                name: sql.SQL(text)
+                for name, text in q.lease_clock_sql(lease_clock, marker).items()
+                if "{" + name + "}" in template
+            }
+            return sql.SQL(template).format(schema=ident, channel=channel_literal, **clock)
 
         self.create_schema = compose(q.CREATE_SCHEMA)
         self.create_meta = compose(q.CREATE_META)
@@ -137,16 +142,16 @@ class _Sql:
         self.set_version = compose(q.SET_VERSION)
         # The operations: ``render`` turns them into bytes once the server is reachable.
         self.acquire: Composed | bytes = with_channel(q.ACQUIRE)
-        self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE)
+        self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE, "%b")
         self.commit_one: Composed | bytes = with_channel(q.COMMIT_ONE)
         self.commit_one_feed: Composed | bytes = with_channel(q.COMMIT_ONE_FEED)
         self.commit_feed: Composed | bytes = compose(q.COMMIT_FEED)
         self.sequence_feed: Composed | bytes = compose(q.SEQUENCE_FEED)
         self.read_feed: Composed | bytes = compose(q.READ_FEED)
         self.feed_head: Composed | bytes = compose(q.FEED_HEAD)
-        self.claim_due: Composed | bytes = compose(q.CLAIM_DUE)
+        self.claim_due: Composed | bytes = with_channel(q.CLAIM_DUE)
         self.commit: Composed | bytes = compose(q.COMMIT)
-        self.extend: Composed | bytes = compose(q.EXTEND)
+        self.extend: Composed | bytes = with_channel(q.EXTEND)
         self.release: Composed | bytes = compose(q.RELEASE)
         self.load: Composed | bytes = compose(q.LOAD)
         self.next_alarm_at: Composed | bytes = compose(q.NEXT_ALARM_AT)
@@ -208,6 +213,15 @@ class PostgresStorage(Storage):
     meanwhile is one round trip (the commit) instead of two. Another process's call on that
     instance waits as long at most; alarms are not delayed (see ``docs/postgres.md``).
 
+    ``lease_clock`` says which clock decides when a lease has expired. ``"server"`` (the
+    default): the PostgreSQL server's (``statement_timestamp()``) — a lease expires ``ttl``
+    after the server granted or renewed it, so workers on machines whose clocks disagree can
+    never take each other's live leases; the ``now`` callers pass then decides only which
+    alarms are due (and the ``expires_at`` of the leases handed back, ``now + ttl`` in the
+    caller's frame). ``"caller"``: the ``now`` callers pass, as the `Storage` port describes
+    for every backend — for tests that move a ``TestClock`` past a lease's expiry. Every
+    process sharing a schema must use the same setting.
+
     ``wait_for_change`` wakes on ``NOTIFY`` from every process using the same database,
     schema and ``notify_channel``; the listener reconnects by itself when the server comes
     back. The object is used from one asyncio event loop. Nothing connects before ``open``:
@@ -228,6 +242,7 @@ class PostgresStorage(Storage):
         notify_channel: str = "durable_effect",
         timeout: float = 5.0,
         lease_linger: float = 0.25,
+        lease_clock: Literal["server", "caller"] = "server",
     ) -> None:
         _require_driver()
         from psycopg import ProgrammingError
@@ -247,6 +262,8 @@ class PostgresStorage(Storage):
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if not 0 <= lease_linger <= 10:
             raise ValueError(f"lease_linger must be between 0 and 10 seconds, got {lease_linger!r}")
+        if lease_clock not in q.LEASE_CLOCKS:
+            raise ValueError(f"lease_clock must be 'server' or 'caller', got {lease_clock!r}")
         try:
             params = conninfo_to_dict(url)
         except ProgrammingError as exc:
@@ -259,11 +276,13 @@ class PostgresStorage(Storage):
         self.max_size: Final = max_size
         self.timeout: Final = timeout
         self.lease_linger = lease_linger
+        self.lease_clock = lease_clock
+        self._server_clock = lease_clock == "server"
         self._conninfo = make_conninfo("", **params)
         listener_params = {**_LISTENER_DEFAULTS, **params}
         listener_params["application_name"] = f"{params['application_name']}-listener"
         self._listener_conninfo = make_conninfo("", **listener_params)
-        self._sql = _Sql(schema, notify_channel)
+        self._sql = _Sql(schema, notify_channel, lease_clock)
         self._pool: AsyncConnectionPool[AsyncConnection[TupleRow]] | None = None
         self._listener: AsyncConnection[TupleRow] | None = None
         self._listener_task: asyncio.Task[None] | None = None
@@ -405,15 +424,16 @@ class PostgresStorage(Storage):
             (only,) = ids
 
             async def work_one(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
-                params = (only, owner, moment, expires_at)
+                params = (only, owner, *self._lease_at(moment, expires_at, ttl))
                 cur = await conn.execute(self._sql.acquire_one, params)
                 return [(only, *row) for row in await cur.fetchall()]
 
             rows = await self._run("acquire", work_one)
         else:
+            params = (ids, owner, *self._lease_at(moment, expires_at, ttl))
 
             async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
-                cur = await conn.execute(self._sql.acquire, (ids, owner, moment, expires_at))
+                cur = await conn.execute(self._sql.acquire, params)
                 return await cur.fetchall()
 
             rows = await self._run("acquire", work)
@@ -431,7 +451,8 @@ class PostgresStorage(Storage):
         self._require_open("extend")
         if not storable(lease.instance_id) or not storable(lease.owner):
             raise lease_lost(lease)
-        params = (expires_at, lease.instance_id, lease.owner, lease.generation)
+        until = ttl if self._server_clock else expires_at
+        params = (until, lease.instance_id, lease.owner, lease.generation)
 
         async def work(conn: AsyncConnection[TupleRow]) -> bool:
             cur = await conn.execute(self._sql.extend, params)
@@ -597,7 +618,12 @@ class PostgresStorage(Storage):
         self._require_open("claim_due")
         if limit == 0:
             return []
-        params = (moment, owner, expires_at, min(limit, 2**31 - 1))
+        bounded = min(limit, 2**31 - 1)
+        params: tuple[object, ...] = (
+            (moment, owner, ttl, bounded)
+            if self._server_clock
+            else (moment, owner, expires_at, bounded, moment)
+        )
 
         async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
             return await (await conn.execute(self._sql.claim_due, params)).fetchall()
@@ -753,6 +779,12 @@ class PostgresStorage(Storage):
                 return
 
     # -- connections -----------------------------------------------------------------------
+
+    def _lease_at(
+        self, now: datetime, expires_at: datetime, ttl: timedelta
+    ) -> tuple[datetime] | tuple[datetime, datetime] | tuple[timedelta]:
+        """The parameters of ``{lease_now}, {lease_until}`` (see ``_postgres_sql``)."""
+        return (ttl,) if self._server_clock else (now, expires_at)
 
     def _require_open(self, operation: str) -> AsyncConnectionPool[AsyncConnection[TupleRow]]:
         if self._pool is None:

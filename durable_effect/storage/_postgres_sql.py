@@ -7,10 +7,11 @@ checked identifier);
 nothing else is ever interpolated: values travel as parameters (``%s``, or ``%b`` in binary
 format). The templates therefore contain no other braces.
 
-Schema (version 5; see ``docs/postgres.md``; version 2 added commit guards to
+Schema (version 6; see ``docs/postgres.md``; version 2 added commit guards to
 ``commit_writes``, version 3 the single-instance ``acquire_one`` and ``commit_one``, and the
 ``want:<id>`` notification of an ``acquire`` that finds a lease held, version 4 the index
-entries and their counts, version 5 the feed):
+entries and their counts, version 5 the feed, version 6 ``claim_due``'s separate instant
+for lease expiry):
 
 * ``records(instance_id, key, value bytea)`` — one row per record, primary key
   ``(instance_id, key)``.
@@ -47,7 +48,7 @@ from typing import Final
 from durable_effect.storage import _postgres_index_sql as ix
 
 #: The version of the schema this library writes (``len(MIGRATIONS)``).
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 #: ``pg_advisory_xact_lock`` key held while migrating ("durable_" in ASCII).
 MIGRATION_LOCK_ID: Final = 0x6475_7261_626C_655F
@@ -632,6 +633,64 @@ END
 $fn$""",
 )
 
+# Version 6: ``claim_due`` judges lease expiry at ``p_lease_now``, apart from ``p_now`` (when
+# alarms are due), so that leases can expire by the server's clock while alarms stay on the
+# callers' (``lease_clock="server"``; ``p_lease_now = p_now`` otherwise).
+_V6_DROP_CLAIM_DUE: Final = """
+DROP FUNCTION {schema}.claim_due(timestamptz, text, timestamptz, integer)"""
+
+_V6_CLAIM_DUE: Final = """
+CREATE FUNCTION {schema}.claim_due(
+    p_now timestamptz, p_owner text, p_expires timestamptz, p_limit integer,
+    p_lease_now timestamptz
+) RETURNS TABLE (instance_id text, generation bigint, due_at timestamptz, key text, value bytea)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_ids text[];
+BEGIN
+    WITH due AS (
+        SELECT a.instance_id, a.due_at FROM {schema}.alarms AS a
+        WHERE a.due_at <= p_now
+          AND NOT EXISTS (
+              SELECT 1 FROM {schema}.leases AS l
+              WHERE l.instance_id = a.instance_id AND l.expires_at > p_lease_now
+          )
+        ORDER BY a.due_at, a.instance_id
+        LIMIT p_limit
+        FOR UPDATE OF a SKIP LOCKED
+    ), numbered AS (
+        -- Generations in claim order (nextval runs after the sort)...
+        SELECT d.instance_id, nextval('{schema}.generations') AS gen
+        FROM due AS d
+        ORDER BY d.due_at, d.instance_id
+    ), granted AS (
+        INSERT INTO {schema}.leases AS l (instance_id, owner, generation, expires_at)
+        SELECT n.instance_id, p_owner, n.gen, p_expires
+        FROM numbered AS n
+        ORDER BY n.instance_id  -- ...while the lease rows are locked in id order.
+        ON CONFLICT (instance_id) DO UPDATE
+            SET owner = excluded.owner,
+                generation = excluded.generation,
+                expires_at = excluded.expires_at
+            -- The latest version decides: a lease granted since this statement began wins.
+            WHERE l.expires_at <= p_lease_now
+        RETURNING l.instance_id
+    )
+    SELECT array_agg(g.instance_id) INTO v_ids FROM granted AS g;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT l.instance_id, l.generation, a.due_at, r.key, r.value
+        FROM {schema}.leases AS l
+        JOIN {schema}.alarms AS a ON a.instance_id = l.instance_id
+        LEFT JOIN {schema}.records AS r ON r.instance_id = l.instance_id
+        WHERE l.instance_id = ANY (v_ids)
+        ORDER BY a.due_at, l.instance_id, r.key;
+END
+$fn$"""
+
 #: Statements of each schema version, applied in order (index 0 makes version 1).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (*_V1_TABLES, *_V1_TUNING, _V1_GRANT, _V1_ACQUIRE, _V1_CLAIM_DUE, _V1_COMMIT),
@@ -646,15 +705,39 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ix.V4_COMMIT_ONE,
     ),
     _V5_FEED,
+    (_V6_DROP_CLAIM_DUE, _V6_CLAIM_DUE),
 )
 
 # -- operations ------------------------------------------------------------------------------
+#
+# ``{lease_now}`` and ``{lease_until}`` are where a lease operation takes "now" and the new
+# expiry from: with ``lease_clock="caller"`` two parameters (the caller's ``now`` and
+# ``now + ttl``), with ``lease_clock="server"`` the server's ``statement_timestamp()`` and one
+# parameter, the ttl (an interval). See `lease_clock_sql`.
 
-ACQUIRE: Final = "SELECT * FROM {schema}.acquire(%s::text[], %s::text, %s, %s, {channel})"
+#: Lease clocks: where lease expiry is judged (see ``PostgresStorage``).
+LEASE_CLOCKS: Final = ("server", "caller")
+
+
+def lease_clock_sql(lease_clock: str, marker: str) -> dict[str, str]:
+    """The ``{lease_now}`` and ``{lease_until}`` of a template (``marker``: ``%s``/``%b``)."""
+    if lease_clock == "server":
+        return {
+            "lease_now": "statement_timestamp()",
+            "lease_until": f"statement_timestamp() + {marker}::interval",
+        }
+    return {"lease_now": f"{marker}::timestamptz", "lease_until": f"{marker}::timestamptz"}
+
+
+ACQUIRE: Final = (
+    "SELECT * FROM {schema}.acquire(%s::text[], %s::text, {lease_now}, {lease_until}, {channel})"
+)
 
 #: ``{channel}`` is the notify channel as a string literal (a checked identifier): one
 #: parameter less to adapt on the hottest calls.
-ACQUIRE_ONE: Final = "SELECT * FROM {schema}.acquire_one(%b::text, %b::text, %b, %b, {channel})"
+ACQUIRE_ONE: Final = (
+    "SELECT * FROM {schema}.acquire_one(%b::text, %b::text, {lease_now}, {lease_until}, {channel})"
+)
 
 #: The payload prefix of the notification ``acquire_one`` sends when a lease is held.
 WANT_PREFIX: Final = "want:"
@@ -670,7 +753,9 @@ SELECT {schema}.commit_one(
     %b::boolean, %b::text[], %b::text[]
 )"""
 
-CLAIM_DUE: Final = "SELECT * FROM {schema}.claim_due(%s, %s::text, %s, %s::integer)"
+CLAIM_DUE: Final = (
+    "SELECT * FROM {schema}.claim_due(%s, %s::text, {lease_until}, %s::integer, {lease_now})"
+)
 
 COMMIT: Final = """
 SELECT {schema}.commit_writes(
@@ -714,7 +799,7 @@ LIMIT %s::integer"""
 FEED_HEAD: Final = "SELECT coalesce(max(f.seq), 0) FROM {schema}.feed AS f WHERE f.seq IS NOT NULL"
 
 EXTEND: Final = """
-UPDATE {schema}.leases SET expires_at = %s
+UPDATE {schema}.leases SET expires_at = {lease_until}
 WHERE instance_id = %s AND owner = %s AND generation = %s
 RETURNING 1"""
 

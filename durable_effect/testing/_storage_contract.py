@@ -758,3 +758,28 @@ class StorageContract(IndexContract, FeedContract):
             assert await storage.next_alarm_at() is None
         finally:
             await asyncio.gather(first.close(), second.close())
+
+
+#: The tests of `StorageContract` that move ``now`` past a lease's expiry and expect the lease
+#: to be free (or still held a microsecond before). They hold for a backend whose leases
+#: expire by the ``now`` callers pass (``lease_clock = "caller"``), not for one that judges
+#: expiry by its own clock (``"server"``): no ``now`` makes a lease expire there.
+CALLER_CLOCK_TESTS = (
+    "test_commit_is_all_or_nothing_when_one_lease_is_fenced",
+    "test_a_guarded_commit_is_fenced_like_any_other",
+    "test_claimed_alarm_stays_until_committed_and_is_reclaimed_after_expiry",
+    "test_acquire_is_all_or_none",
+    "test_lease_expiry_and_takeover",
+    "test_extend_keeps_others_out_until_the_new_expiry",
+    "test_a_stale_owner_is_fenced_and_changes_nothing",
+)
+
+
+class ServerClockStorageContract(StorageContract):
+    """`StorageContract` for a backend with ``lease_clock = "server"``: every test but
+    `CALLER_CLOCK_TESTS` (such a backend must test its own expiry; run the whole suite on it
+    in ``"caller"`` mode too, if it has one)."""
+
+
+for _name in CALLER_CLOCK_TESTS:
+    setattr(ServerClockStorageContract, _name, None)  # not collected by pytest

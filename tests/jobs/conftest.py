@@ -10,7 +10,9 @@ path, filename)`` turns one kind into what ``TestRuntime(..., storage=...)`` tak
   schema within a test, as SQLite gives the same file — so a test that reopens its storage
   ("restarts") finds what it committed — and another ``path`` or ``filename`` (or
   ``path=None``, for the Hypothesis state machines: one store per example) a fresh one.
-  Each call makes a new object, as a new process would.
+  Each call makes a new object, as a new process would. Its leases expire by the server's
+  clock (PostgreSQL's default) unless ``lease_clock="caller"`` asks for the callers' — for
+  tests that move a ``TestClock`` past a lease's expiry (a crashed worker's lease).
 
 PostgreSQL params are ``pytest.param("postgres", marks=pytest.mark.postgres)``
 (`POSTGRES`); the autouse fixture `postgres_job_stores` gives every test marked
@@ -24,6 +26,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -59,10 +62,16 @@ class _PostgresStores:
             self.schemas[key] = schema
         return schema
 
-    def storage(self, path: Path | None, filename: str) -> PostgresStorage:
+    def storage(
+        self, path: Path | None, filename: str, lease_clock: Literal["server", "caller"]
+    ) -> PostgresStorage:
         schema = self.schema(path, filename)
         return PostgresStorage(
-            self.store.url, max_size=_POOL_SIZE, schema=schema, notify_channel=schema
+            self.store.url,
+            max_size=_POOL_SIZE,
+            schema=schema,
+            notify_channel=schema,
+            lease_clock=lease_clock,
         )
 
 
@@ -70,7 +79,13 @@ class _PostgresStores:
 _ACTIVE: list[_PostgresStores] = []
 
 
-def storage_for(kind: str, path: Path | None, filename: str = "jobs.db") -> str | Storage:
+def storage_for(
+    kind: str,
+    path: Path | None,
+    filename: str = "jobs.db",
+    *,
+    lease_clock: Literal["server", "caller"] = "server",
+) -> str | Storage:
     """What ``TestRuntime(storage=...)`` takes for ``kind`` (see the module docstring)."""
     if kind == "memory":
         return "memory://"
@@ -84,7 +99,7 @@ def storage_for(kind: str, path: Path | None, filename: str = "jobs.db") -> str 
                 "a postgres storage outside a test marked postgres: use the POSTGRES param "
                 "(pytest.param('postgres', marks=pytest.mark.postgres)) or mark the test"
             )
-        return _ACTIVE[-1].storage(path, filename)
+        return _ACTIVE[-1].storage(path, filename, lease_clock)
     raise ValueError(f"unknown storage kind {kind!r}: memory, sqlite or postgres")
 
 

@@ -41,8 +41,16 @@ def storage_url(kind: str, tmp_path: Path) -> str | Storage:
 
 def shared_storage(kind: str, tmp_path: Path) -> Storage | str:
     """A storage two runtimes can share: one ``MemoryStorage`` or ``PostgresStorage`` object,
-    or one SQLite file."""
-    return MemoryStorage() if kind == "memory" else storage_for(kind, tmp_path, "shared.db")
+    or one SQLite file.
+
+    The runtimes' tests take a crashed or stalled worker's lease over by moving the
+    ``TestClock`` past its expiry, so on PostgreSQL leases expire by the callers' clock here
+    (``lease_clock="caller"``; the default, the server's clock, is tested in
+    ``tests/storage/test_postgres_clock.py``).
+    """
+    if kind == "memory":
+        return MemoryStorage()
+    return storage_for(kind, tmp_path, "shared.db", lease_clock="caller")
 
 
 def runtime(
