@@ -22,6 +22,7 @@ PUBLIC_MODULES = (
     "durable_effect.errors",
     "durable_effect.storage",
     "durable_effect.testing",
+    "durable_effect.testing.contract",
     "durable_effect.telemetry",
     "durable_effect.workflow",
     "durable_effect.cli",

@@ -50,7 +50,12 @@ PUBLIC = {
         "PostgresStorage",
         "Storage",
     ],
-    "durable_effect.testing": ["TestClock", "TestRuntime", "RecordingTracker", "StorageContract"],
+    "durable_effect.testing": ["TestClock", "TestRuntime", "RecordingTracker"],
+    "durable_effect.testing.contract": [
+        "StorageContract",
+        "ServerClockStorageContract",
+        "CALLER_CLOCK_TESTS",
+    ],
     "durable_effect.telemetry": ["Tracker", "HttpTracker"],
     "durable_effect.cli": ["main"],
 }

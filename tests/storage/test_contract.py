@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from durable_effect.storage import MemoryStorage, SqliteStorage, Storage
-from durable_effect.testing import StorageContract
+from durable_effect.testing.contract import StorageContract
 
 
 @pytest.fixture(params=["memory", "sqlite-full", "sqlite-normal"])

@@ -14,10 +14,10 @@ import pytest
 
 from durable_effect.storage import Storage
 from durable_effect.storage._postgres import PostgresStorage
-from durable_effect.testing import StorageContract
-from durable_effect.testing._storage_contract import (
+from durable_effect.testing.contract import (
     CALLER_CLOCK_TESTS,
     ServerClockStorageContract,
+    StorageContract,
 )
 from tests.conftest_pg import PgStore, pg_server, pg_store  # noqa: F401
 

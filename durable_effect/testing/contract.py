@@ -1,12 +1,14 @@
 """The storage contract suite: the invariants of the `Storage` port, as pytest tests.
 
-Shipped so that a third-party backend can prove it keeps the port's promises. Subclass
+Shipped so that a third-party backend can prove it keeps the port's promises. This module
+imports pytest (and hypothesis): it is the one part of ``durable_effect.testing`` that
+needs them, so it is imported on its own, never by ``import durable_effect.testing``. Subclass
 `StorageContract`, set ``__test__ = True`` and provide a fixture named ``storage`` that yields
 an *opened*, fresh backend (the tests are ``async def`` methods; run them with an asyncio
 pytest plugin, e.g. pytest-asyncio in auto mode)::
 
     import pytest
-    from durable_effect.testing import StorageContract
+    from durable_effect.testing.contract import StorageContract
 
     class TestMyStorage(StorageContract):
         __test__ = True
@@ -48,7 +50,7 @@ from durable_effect.storage._port import (
 from durable_effect.testing._feed_contract import FeedContract
 from durable_effect.testing._index_contract import IndexContract
 
-__all__ = ["StorageContract"]
+__all__ = ["CALLER_CLOCK_TESTS", "ServerClockStorageContract", "StorageContract"]
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=30)
