@@ -17,6 +17,8 @@ the schema says ``str``, and decodes as that string.
 
 Failures are :class:`~durable_effect.errors.ValidationError` values carrying the schema's
 readable name, msgspec's message and the path of the offending value (``$.items[0].qty``).
+A value or document nested deeper than msgspec can walk (about the interpreter's recursion
+limit, 1,000 levels by default) is a ``ValidationError`` too ("nested too deeply").
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ Encoding objects of type object is unsupported
             self._decoder.decode(data)
         except msgspec.MsgspecError as exc:
             raise _validation_error(self.name, exc) from None
+        except RecursionError:
+            raise _too_deep(self.name) from None
         return data
 
     def decode(self, data: Data) -> T:
@@ -115,6 +119,8 @@ Expected `int`, got `str`
             result: T = self._decoder.decode(data)
         except msgspec.MsgspecError as exc:
             raise _validation_error(self.name, exc) from None
+        except RecursionError:
+            raise _too_deep(self.name) from None
         return result
 
     def validate(self, value: object) -> T:
@@ -235,6 +241,8 @@ JSON is malformed: object keys must be strings (byte 1)
         result: object = _ANY_DECODER.decode(data)
     except msgspec.MsgspecError as exc:
         raise _validation_error("JSON", exc) from None
+    except RecursionError:
+        raise _too_deep("JSON") from None
     return result
 
 
@@ -254,6 +262,8 @@ def encode_builtins(value: object) -> object:
         raise ValidationError(
             schema="JSON", message=f"cannot encode {type(value).__name__}: {exc}", path="$"
         ) from None
+    except RecursionError:
+        raise _too_deep("JSON") from None
 
 
 def _encode(name: str, value: object) -> bytes:
@@ -263,6 +273,14 @@ def _encode(name: str, value: object) -> bytes:
         raise ValidationError(
             schema=name, message=f"cannot encode {type(value).__name__}: {exc}", path="$"
         ) from None
+    except RecursionError:
+        raise _too_deep(name) from None
+
+
+def _too_deep(name: str) -> ValidationError:
+    """Nesting past what msgspec (and the interpreter's recursion limit) can walk: a typed
+    error, never a ``RecursionError``."""
+    return ValidationError(schema=name, message="nested too deeply", path="$")
 
 
 def _validation_error(name: str, exc: msgspec.MsgspecError) -> ValidationError:
