@@ -191,6 +191,10 @@ class ValidationError(TaggedError):
     path: str
 
     def describe(self) -> str:
+        """``Schema at path: message``; a path that starts with the schema's name (an
+        argument: ``id``, ``labels['k']``) alone: ``id: must not be empty``."""
+        if self.path and self.path.startswith(self.schema):
+            return f"{self.path}: {self.message}"
         where = f" at {self.path}" if self.path else ""
         return f"{self.schema}{where}: {self.message}"
 

@@ -113,7 +113,7 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E,
             input=input,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
-            labels=None if labels is None else dict(labels),
+            labels=labels,  # checked (and copied) when the run is prepared
             coalesce=coalesce,
             run_timeout=run_timeout,
         )

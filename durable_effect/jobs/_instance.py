@@ -47,7 +47,7 @@ def validate_id(value: object, *, field: str = "id") -> str:
     'user-123'
     >>> validate_id("")
     Traceback (most recent call last):
-    durable_effect.errors.ValidationError: ValidationError: id at id: must not be empty
+    durable_effect.errors.ValidationError: ValidationError: id: must not be empty
     """
     if not isinstance(value, str):
         raise ValidationError(

@@ -27,10 +27,10 @@ from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._operations import Prepared
 from durable_effect.workflow._records import (
     INPUT_KEY,
-    LABELS_CODEC,
     META,
     OUTPUT_KEY,
     RunMeta,
+    check_labels,
     load_steps,
 )
 from durable_effect.workflow._results import FINISHED, Run, StepRecord, TriggerRequest
@@ -115,9 +115,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
             validate_id(key, field="concurrency_key")
         labels: dict[str, str] = {}
         if request.labels is not None:
-            if not isinstance(request.labels, Mapping):
-                raise _bad("labels", "must be a mapping of str to str")
-            labels = LABELS_CODEC.validate(dict(request.labels))
+            labels = check_labels(request.labels)
         coalesce: object = request.coalesce
         if coalesce is not None and coalesce != "skip":
             raise _bad("coalesce", f"must be None or 'skip', got {coalesce!r}")

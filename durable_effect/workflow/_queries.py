@@ -52,10 +52,10 @@ from durable_effect.workflow._operations import (
 from durable_effect.workflow._records import (
     INPUT_KEY,
     JOB_TYPE,
-    LABELS_CODEC,
     META,
     RunMeta,
     cancel_ref,
+    check_labels,
     idem_ref,
     key_ref,
     new_run_id,
@@ -495,6 +495,4 @@ def _check_statuses(status: object) -> frozenset[str] | None:
 def _check_labels(labels: object) -> dict[str, str]:
     if labels is None:
         return {}
-    if not isinstance(labels, Mapping):
-        raise _bad("labels", "must be a mapping of str to str")
-    return LABELS_CODEC.validate(dict(labels))
+    return check_labels(labels)

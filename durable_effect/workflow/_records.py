@@ -27,6 +27,7 @@ from typing import Literal
 import attrs
 
 from durable_effect._codec import Codec, codec_for
+from durable_effect.errors import ValidationError
 from durable_effect.jobs._instance import MAX_ID_LENGTH, InstanceRef, InstanceTx
 from durable_effect.jobs._records import Readable, Record
 from durable_effect.workflow._failures import ErrorRec
@@ -38,6 +39,9 @@ __all__ = [
     "INPUT_KEY",
     "KEY_STATE",
     "LABELS_CODEC",
+    "MAX_LABELS",
+    "MAX_LABEL_KEY",
+    "MAX_LABEL_VALUE",
     "LOG_CODEC",
     "META",
     "OUTPUT_KEY",
@@ -48,6 +52,7 @@ __all__ = [
     "RunMeta",
     "StepRec",
     "cancel_flag_record",
+    "check_labels",
     "cancel_ref",
     "drop_mark",
     "idem_ref",
@@ -158,6 +163,55 @@ CANCEL_FLAG: Record[CancelFlag] = Record(CANCEL_KEY, codec_for(CancelFlag))
 STEP_CODEC: Codec[StepRec] = codec_for(StepRec)
 LOG_CODEC: Codec[LogRec] = codec_for(LogRec)
 LABELS_CODEC: Codec[dict[str, str]] = codec_for(dict[str, str])
+
+#: SPEC 10.1's bounds on a run's labels.
+MAX_LABELS = 64
+MAX_LABEL_KEY = 128
+MAX_LABEL_VALUE = 1024
+
+
+def check_labels(labels: object, field: str = "labels") -> dict[str, str]:
+    """``labels`` checked against SPEC 10.1: a mapping of at most 64 labels, keys of 1 to 128
+    characters, values of at most 1,024, neither with NUL; ``ValidationError`` naming it.
+
+    >>> check_labels({"team": "ops"})
+    {'team': 'ops'}
+    >>> check_labels({"": "x"})
+    Traceback (most recent call last):
+        ...
+    durable_effect.errors.ValidationError: ValidationError: labels: a key must be 1 to 128 \
+characters, got ''
+    """
+    if not isinstance(labels, Mapping):
+        raise _bad_labels(field, f"must be a mapping of str to str, got {type(labels).__name__}")
+    if len(labels) > MAX_LABELS:
+        raise _bad_labels(field, f"at most {MAX_LABELS} labels per run, got {len(labels)}")
+    checked: dict[str, str] = {}
+    for key, value in labels.items():
+        if not isinstance(key, str):
+            raise _bad_labels(field, f"a key must be a str, got {type(key).__name__}")
+        if not 1 <= len(key) <= MAX_LABEL_KEY:
+            shown = key if len(key) <= 40 else key[:40] + "…"
+            raise _bad_labels(
+                field, f"a key must be 1 to {MAX_LABEL_KEY} characters, got {shown!r}"
+            )
+        if "\x00" in key:
+            raise _bad_labels(field, f"a key must not contain NUL, got {key!r}")
+        where = f"{field}[{key!r}]"
+        if not isinstance(value, str):
+            raise _bad_labels(where, f"must be a str, got {type(value).__name__}")
+        if len(value) > MAX_LABEL_VALUE:
+            raise _bad_labels(
+                where, f"must be at most {MAX_LABEL_VALUE} characters, got {len(value)}"
+            )
+        if "\x00" in value:
+            raise _bad_labels(where, "must not contain NUL")
+        checked[key] = value
+    return checked
+
+
+def _bad_labels(path: str, message: str) -> ValidationError:
+    return ValidationError(schema="labels", message=message, path=path)
 
 
 def cancel_flag_record(now: datetime) -> bytes:

@@ -7,6 +7,7 @@ a durable sleep or a step retry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Generic, Literal, TypeAlias, TypeVar
 
@@ -115,6 +116,6 @@ class TriggerRequest(Generic[I]):
     input: I
     idempotency_key: str | None = None
     concurrency_key: str | None = None
-    labels: dict[str, str] | None = None
+    labels: Mapping[str, str] | None = None
     coalesce: Coalesce | None = None
     run_timeout: DurationInput | None = None
