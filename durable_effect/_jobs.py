@@ -13,6 +13,7 @@ from types import TracebackType
 from durable_effect._client._jobs_client import JobsClient
 from durable_effect._clock import Clock
 from durable_effect._events import Event, Tracker
+from durable_effect._failure_log import FAILURE_EVENTS, FailureLog
 from durable_effect._runtime._bus import EventBus
 from durable_effect._runtime._engine import DEFAULT_LEASE_TTL, Engine
 from durable_effect._runtime._registry import Registry
@@ -21,9 +22,23 @@ from durable_effect._worker import Worker
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.storage import Storage, open_storage
 
-__all__ = ["DurableJobs", "create_durable_jobs"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "STORAGE_ENV",
+    "DurableJobs",
+    "create_durable_jobs",
+    "default_storage_url",
+]
 
-DEFAULT_STORAGE = "sqlite:///jobs.db"
+#: The storage of a ``create_durable_jobs`` given none and no ``DURABLE_EFFECT_STORAGE``.
+DEFAULT_STORAGE = "sqlite:///durable_effect.db"
+#: The environment variable naming the storage URL when ``storage=`` is not given.
+STORAGE_ENV = "DURABLE_EFFECT_STORAGE"
+
+
+def default_storage_url() -> str:
+    """``$DURABLE_EFFECT_STORAGE`` if set (and not empty), else ``sqlite:///durable_effect.db``."""
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 def _owner_name() -> str:
@@ -40,13 +55,15 @@ class DurableJobs:
         self,
         definitions: Mapping[str, JobDefinition],
         *,
-        storage: str | Storage = DEFAULT_STORAGE,
+        storage: str | Storage | None = None,
         clock: Clock | None = None,
         tracker: Tracker | Sequence[Tracker] | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         event_feed: bool = True,
     ) -> None:
         self.registry = Registry(definitions)
+        if storage is None:
+            storage = default_storage_url()
         self.storage: Storage = open_storage(storage) if isinstance(storage, str) else storage
         self.clock: Clock = clock if clock is not None else SystemClock()
         trackers: list[Tracker]
@@ -57,6 +74,10 @@ class DurableJobs:
         else:
             trackers = [tracker]
         self.bus = EventBus(trackers)
+        levels = {name: definition.log_level for name, definition in self.registry}
+        failures = FailureLog(levels.get)
+        for event_type in FAILURE_EVENTS:
+            self.bus.on(event_type, failures)
         self.engine = Engine(
             storage=self.storage,
             clock=self.clock,
@@ -121,9 +142,9 @@ class _OpeningWorker(Worker):
         super().__init__(jobs.engine, concurrency=concurrency, poll_interval=poll_interval)
         self._jobs = jobs
 
-    async def run(self) -> None:
+    async def run(self, *, stop_on: Sequence[int] = ()) -> None:
         await self._jobs.open()
-        await super().run()
+        await super().run(stop_on=stop_on)
 
     async def run_until_idle(self, max_alarms: int | None = None) -> int:
         await self._jobs.open()
@@ -133,7 +154,7 @@ class _OpeningWorker(Worker):
 def create_durable_jobs(
     definitions: Mapping[str, JobDefinition],
     *,
-    storage: str | Storage = DEFAULT_STORAGE,
+    storage: str | Storage | None = None,
     clock: Clock | None = None,
     tracker: Tracker | Sequence[Tracker] | None = None,
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
@@ -141,10 +162,12 @@ def create_durable_jobs(
 ) -> DurableJobs:
     """Register ``definitions`` (name → definition) on ``storage``; nothing is opened yet.
 
-    ``storage`` is a URL (``sqlite:///jobs.db`` by default, ``memory://``,
-    ``postgresql://…``) or a ``Storage``. Bad names or definitions raise at once.
-    ``event_feed``: every commit also appends its events to the storage's feed (the newest
-    10,000 are kept), which ``durable_effect.web`` streams to dashboards in any process.
+    ``storage`` is a URL (``sqlite:///path.db``, ``memory://``, ``postgresql://…``) or a
+    ``Storage``. Not given: the URL in ``$DURABLE_EFFECT_STORAGE``, else
+    ``sqlite:///durable_effect.db`` in the working directory. Bad names or definitions
+    raise at once. ``event_feed``: every commit also appends its events to the storage's
+    feed (the newest 10,000 are kept), which ``durable_effect.web`` streams to dashboards in
+    any process.
     """
     return DurableJobs(
         definitions,

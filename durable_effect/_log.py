@@ -44,12 +44,15 @@ _SCOPE: ContextVar[tuple[Mapping[str, object], int]] = ContextVar(
 )
 
 
-def level_for(setting: bool | int) -> int:
-    """A job's ``logging=`` setting as a threshold: False → ERROR, True → DEBUG, or a level.
+def level_for(setting: bool | int | None) -> int:
+    """A job's ``logging=`` setting as a threshold: ``None`` (the default) → none of its own
+    (the ``durable_effect`` logger's level decides), False → ERROR, True → DEBUG, or a level.
 
-    >>> level_for(False), level_for(True), level_for(logging.WARNING)
-    (40, 10, 30)
+    >>> level_for(None), level_for(False), level_for(True), level_for(logging.WARNING)
+    (0, 40, 10, 30)
     """
+    if setting is None:
+        return logging.NOTSET
     if setting is True:
         return DEBUG
     if setting is False:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -22,7 +24,7 @@ from durable_effect.errors import StorageError
 
 __all__ = ["Worker", "WorkerError"]
 
-_LOG = logging.getLogger("durable_effect")
+_LOG = logging.getLogger("durable_effect.worker")
 
 
 @attrs.frozen(kw_only=True)
@@ -59,19 +61,34 @@ class Worker:
         self._stopping = asyncio.Event()
         self._running = False
         self._failures = 0
+        self._signalled = 0
         self.fired = 0
+        #: Whether the last ``run`` ended by ``abort()`` (in-flight handlers cancelled).
+        self.aborted = False
 
     @property
     def owner(self) -> str:
         """The lease owner name of this worker's process."""
         return self._engine.owner
 
-    async def run(self) -> None:
-        """Fire alarms until ``stop()``; then wait for in-flight handlers."""
+    async def run(self, *, stop_on: Sequence[int] = ()) -> None:
+        """Fire alarms until ``stop()``; then wait for in-flight handlers.
+
+        ``stop_on``: signals (``(signal.SIGINT, signal.SIGTERM)``) whose first delivery
+        stops the worker as ``stop()`` does and whose second aborts it (``abort()``); the
+        handlers are installed on the running loop while ``run`` runs (Unix).
+        """
         if self._running:
             raise RuntimeError("this worker is already running")
         self._running = True
         self._stopping.clear()
+        self.aborted = False
+        loop = asyncio.get_running_loop()
+        for sig in stop_on:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        if stop_on:  # now a signal stops it gracefully: say so
+            names = "/".join(signal.Signals(sig).name for sig in stop_on)
+            _LOG.info("worker %s running (%s to stop)", self.owner, names)
         try:
             while not self._stopping.is_set():
                 claimed_any = await self._claim_and_start()
@@ -88,11 +105,37 @@ class Worker:
         finally:
             if self._inflight:
                 await asyncio.wait(self._inflight)
+            for sig in stop_on:
+                loop.remove_signal_handler(sig)
+            self._signalled = 0
             self._running = False
+
+    def _on_signal(self, sig: int) -> None:
+        self._signalled += 1
+        name = signal.Signals(sig).name
+        if self._signalled == 1:
+            _LOG.info(
+                "%s: stopping; waiting for %d in-flight handler(s) (%s again to stop at once)",
+                name,
+                len(self._inflight),
+                name,
+            )
+            self._stopping.set()
+        else:
+            _LOG.warning("%s again: aborting %d in-flight handler(s)", name, len(self._inflight))
+            self.abort()
 
     async def stop(self) -> None:
         """Ask ``run()`` to return; in-flight handlers finish first."""
         self._stopping.set()
+
+    def abort(self) -> None:
+        """Make ``run()`` return now: in-flight handlers are cancelled, nothing they did is
+        committed, and their leases expire by themselves (another worker takes over)."""
+        self.aborted = True
+        self._stopping.set()
+        for task in self._inflight:
+            task.cancel()
 
     async def run_until_idle(self, max_alarms: int | None = None) -> int:
         """Fire everything due now (never moving the clock); returns how many fired.

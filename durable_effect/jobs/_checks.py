@@ -62,7 +62,7 @@ class Checks:
                 f"{self.owner}: retry must be a Retry or None, got {type(value).__name__}"
             )
 
-    def logging(self, value: bool | int) -> int:
+    def logging(self, value: bool | int | None) -> int:
         """The ``logging=`` setting as a level threshold (``_log.level_for``)."""
         try:
             return _log.level_for(value)

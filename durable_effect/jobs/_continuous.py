@@ -77,7 +77,7 @@ class Continuous:
         execute: Callable[[ContinuousContext[S]], Effect[None, BaseException]],
         start_immediately: bool = True,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         misfire: Misfire = "run_once",
     ) -> ContinuousDefinition[S]:
         """Define a Continuous job; bad arguments raise ``TypeError``/``ValueError`` at once."""

@@ -72,7 +72,7 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
     execute: Callable[[ContinuousContext[S]], Effect[None, BaseException]]
     start_immediately: bool = True
     retry: Retry | None = None
-    logging: bool | int = False
+    logging: bool | int | None = None
     misfire: Misfire = "run_once"
     _state: Record[S] = attrs.field(init=False, repr=False)
     _rng: random.Random = attrs.field(init=False, repr=False, factory=random.Random)
@@ -394,7 +394,8 @@ def _report_failure(
     *,
     will_retry: bool,
 ) -> None:
-    """Emit ``job.failed`` and log the failure at ERROR (shown unless ``logging`` is silenced)."""
+    """Emit ``job.failed`` (the runtime's failure log logs it, unless ``logging`` silences
+    the job)."""
     event = JobFailed(
         **event_fields(tx),
         run_count=run.run_count,
@@ -404,13 +405,3 @@ def _report_failure(
         pre_execution_state=pre_state,
     )
     tx.emit(event)
-    _log.emit(
-        _log.ERROR,
-        "continuous run failed",
-        {
-            "run_count": run.run_count,
-            "attempt": run.attempt,
-            "will_retry": will_retry,
-            "error": event.error.message,
-        },
-    )

@@ -81,7 +81,7 @@ class Debounce:
         idle_after: DurationInput | None = None,
         on_event: Reducer[I, I] | None = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> DebounceDefinition[I, I]: ...
 
@@ -96,7 +96,7 @@ class Debounce:
         idle_after: DurationInput | None = None,
         on_event: Reducer[I, I] | None = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> DebounceDefinition[I, I]: ...
 
@@ -112,7 +112,7 @@ class Debounce:
         *,
         on_event: Reducer[S, I],
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> DebounceDefinition[S, I]: ...
 
@@ -128,7 +128,7 @@ class Debounce:
         *,
         on_event: Reducer[S, I],
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> DebounceDefinition[S, I]: ...
 
@@ -142,7 +142,7 @@ class Debounce:
         idle_after: DurationInput | None = None,
         on_event: Reducer[Any, Any] | None = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> DebounceDefinition[Any, Any]:
         """Define a Debounce job (see the module docstring for the semantics).

@@ -75,7 +75,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     idle_after: timedelta | None
     on_event: Reducer[S, I] | None
     retry: Retry | None
-    logging: bool | int
+    logging: bool | int | None
     dedupe_window: timedelta
     _log_level: int
     _event_codec: Codec[I] = attrs.field(repr=False)
@@ -164,7 +164,6 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
 
         return run_user(Effect.suspend(lambda: self.execute(ctx))).map(settle)
 
-    @Effect.gen
     def _record_failure(
         self,
         tx: InstanceTx,
@@ -172,7 +171,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         reason: FlushReason,
         error: BaseException,
         started: datetime,
-    ) -> Gen[bool, Never]:
+    ) -> bool:
         """Keep the batch for another try (or drop it when retries ran out); True if kept."""
         now = tx.now()
         first = batch.first_try_at if batch.first_try_at is not None else started
@@ -184,9 +183,6 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
             retry_at = None
         info = error_info(error)
         tx.emit(self._failed(tx, batch, error, will_retry=retry_at is not None))
-        yield from Effect.log_error(
-            "debounce flush failed", attempt=batch.attempt, reason=reason, error=info.message
-        )
         if retry_at is None:
             tx.emit(
                 JobRetryExhausted(**event_fields(tx), attempts=batch.attempt, reason=info.message)
@@ -262,7 +258,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
                 return DebounceAddResult(
                     created=created, event_count=count, will_flush_at=None, flushed=True
                 )
-            kept = yield from self._record_failure(tx, batch, "max_events", tried.error, started)
+            kept = self._record_failure(tx, batch, "max_events", tried.error, started)
             batch = BATCH.load(tx) if kept else None
             return DebounceAddResult(
                 created=created,
@@ -285,7 +281,7 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
             # Nothing is written: the batch stays as it was, with its alarm.
             tx.emit(self._failed(tx, batch, tried.error, will_retry=True))
             yield from execution_error(tx.ref, tried.error)
-        kept = yield from self._record_failure(tx, batch, "manual", tried.error, started)
+        kept = self._record_failure(tx, batch, "manual", tried.error, started)
         return DebounceFlushResult(
             flushed=False, event_count=batch.count, reason="manual", retry_scheduled=kept
         )
@@ -348,5 +344,5 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         started = tx.now()
         tried = yield from self._try_flush(tx, batch, reason)
         if not tried.is_ok:
-            yield from self._record_failure(tx, batch, reason, tried.error, started)
+            self._record_failure(tx, batch, reason, tried.error, started)
         return None

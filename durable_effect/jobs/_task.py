@@ -1,7 +1,7 @@
 """Task jobs: user-controlled state machines driven by events and one durable alarm.
 
 ``Task.make(state_schema, event_schema, on_event, execute, on_idle=None, on_error=None,
-retry=None, logging=False, dedupe_window="24 hours")`` builds a ``TaskDefinition[S, I]``
+retry=None, logging=None, dedupe_window="24 hours")`` builds a ``TaskDefinition[S, I]``
 (``_task_definition``). Its semantics:
 
 * ``send(event)`` validates the event (nothing is written if it does not fit), counts it,
@@ -99,7 +99,7 @@ class Task:
         on_idle: OnIdle[S] | None = None,
         on_error: OnError[S] | None = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> TaskDefinition[S, I]: ...
 
@@ -113,7 +113,7 @@ class Task:
         on_idle: OnIdle[S] | None = None,
         on_error: OnError[S] | None = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> TaskDefinition[S, I]: ...
 
@@ -126,7 +126,7 @@ class Task:
         on_idle: Any = None,
         on_error: Any = None,
         retry: Retry | None = None,
-        logging: bool | int = False,
+        logging: bool | int | None = None,
         dedupe_window: DurationInput = "24 hours",
     ) -> TaskDefinition[Any, Any]:
         """Define a Task job (see the module docstring for its semantics).

@@ -58,7 +58,7 @@ class TaskDefinition(JobDefinition, Generic[S, I]):
     on_idle: OnIdle[S] | None
     on_error: OnError[S] | None
     retry: Retry | None
-    logging: bool | int
+    logging: bool | int | None
     dedupe_window: timedelta
     state: Record[S] = attrs.field(repr=False)
     event_codec: Codec[I] = attrs.field(repr=False)

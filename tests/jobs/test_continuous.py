@@ -410,7 +410,7 @@ async def test_logging_true_lets_debug_records_through(
         yield from Effect.log_debug("tick", n=ctx.run_count)
 
     loud = Continuous.make(Counter, Continuous.every("1 min"), chatty, logging=True)
-    quiet = Continuous.make(Counter, Continuous.every("1 min"), chatty)
+    quiet = Continuous.make(Counter, Continuous.every("1 min"), chatty, logging=False)
     caplog.set_level(logging.DEBUG, logger="durable_effect")
     async with TestRuntime({"loud": loud, "quiet": quiet}, storage=url) as rt:
         await rt.client.continuous(loud).start(id="a", input=Counter(n=0))
@@ -422,6 +422,24 @@ async def test_logging_true_lets_debug_records_through(
     assert getattr(record, "job_type", None) == "continuous"
     assert getattr(record, "job_name", None) == "loud"
     assert getattr(record, "instance_id", None) == "continuous:loud:a"
+
+
+async def test_by_default_a_jobs_records_pass_at_the_loggers_level(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SPEC 10.2: with no ``logging=``, ``Effect.log_info`` lines appear at INFO."""
+
+    @Effect.gen
+    def chatty(ctx: ContinuousContext[Counter]) -> Gen[None, ValidationError]:
+        yield from Effect.log_debug("detail", n=ctx.run_count)
+        yield from Effect.log_info("tick", n=ctx.run_count)
+
+    job = Continuous.make(Counter, Continuous.every("1 min"), chatty)
+    caplog.set_level(logging.INFO, logger="durable_effect")
+    async with TestRuntime({"job": job}, storage=url) as rt:
+        await rt.client.continuous(job).start(id="a", input=Counter(n=0))
+    assert [(r.getMessage(), r.levelno) for r in caplog.records] == [("tick", logging.INFO)]
+    assert getattr(caplog.records[0], "fields", None) == {"n": 1}
 
 
 # -- bad inputs ------------------------------------------------------------------------------

@@ -44,10 +44,12 @@ def test_make_gives_a_continuous_definition_with_defaults() -> None:
     assert (job.start_immediately, job.retry, job.logging, job.misfire) == (
         True,
         None,
-        False,
+        None,
         "run_once",
     )
-    assert job.log_level == logging.ERROR
+    # SPEC 10.2: by default the job sets no threshold of its own; the logger's level decides.
+    assert job.log_level == logging.NOTSET
+    assert Continuous.make(Counter, EVERY, noop, logging=False).log_level == logging.ERROR
 
 
 def test_make_takes_every_option() -> None:

@@ -319,13 +319,29 @@ async def test_failures_are_logged_at_error_unless_silenced(
         await rt.client.continuous(loud).start(id="a", input=Counter(n=0))
         await rt.client.continuous(silent).start(id="a", input=Counter(n=0))
         await rt.advance("10 min")
-    failures = [r for r in caplog.records if r.getMessage() == "continuous run failed"]
-    assert len(failures) == 1
+    failures = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in failures] == [
+        "continuous:loud:a failed (attempt 1, no retry): Boom: code=2"
+    ]
     record = failures[0]
     assert record.levelno == logging.ERROR
-    assert getattr(record, "instance_id", None) == "continuous:loud:a"
-    fields = getattr(record, "fields", {})
-    assert fields == {"run_count": 2, "attempt": 1, "will_retry": False, "error": "Boom: code=2"}
+    facts = {
+        key: getattr(record, key, None)
+        for key in ("job_type", "job_name", "instance_id", "id", "run_count", "attempt")
+    }
+    assert facts == {
+        "job_type": "continuous",
+        "job_name": "loud",
+        "instance_id": "continuous:loud:a",
+        "id": "a",
+        "run_count": 2,
+        "attempt": 1,
+    }
+    assert (getattr(record, "will_retry", None), getattr(record, "error", None)) == (
+        False,
+        "Boom: code=2",
+    )
+    assert getattr(record, "traceback", "absent") is None  # a typed failure: no traceback
 
 
 async def test_an_execute_that_returns_no_effect_is_a_defect(url: str) -> None:

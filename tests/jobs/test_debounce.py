@@ -500,6 +500,9 @@ async def test_logging_setting_and_annotations(
     for record in infos:
         assert (record.job_type, record.job_name) == ("debounce", "quiet")  # type: ignore[attr-defined]
         assert record.instance_id == "debounce:quiet:a"  # type: ignore[attr-defined]
-    [error] = [r for r in caplog.records if r.getMessage() == "debounce flush failed"]
+    [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert error.getMessage() == (
+        "debounce:broken:b failed (attempt 1, will retry): Downstream: status=500"
+    )
     assert error.levelno == logging.ERROR
     assert error.instance_id == "debounce:broken:b"  # type: ignore[attr-defined]

@@ -424,7 +424,8 @@ def test_make_normalises_its_arguments() -> None:
     assert job.log_level == 10
     assert job.state_schema is int
     assert Debounce.make(int, _noop, "1 s").dedupe_window == timedelta(hours=24)
-    assert Debounce.make(int, _noop, "1 s").log_level == 40
+    assert Debounce.make(int, _noop, "1 s").log_level == 0  # no threshold of its own
+    assert Debounce.make(int, _noop, "1 s", logging=False).log_level == 40
     with pytest.raises(TypeError):
         Debounce()
 

@@ -708,7 +708,8 @@ def test_make_checks_its_arguments() -> None:
 
 
 def test_logging_levels() -> None:
-    assert Task.make(Box, Add | Ping, noop, noop).log_level == logging.ERROR
+    assert Task.make(Box, Add | Ping, noop, noop).log_level == logging.NOTSET
+    assert Task.make(Box, Add | Ping, noop, noop, logging=False).log_level == logging.ERROR
     assert Task.make(Box, Add | Ping, noop, noop, logging=True).log_level == logging.DEBUG
     assert Task.make(Box, Add | Ping, noop, noop, logging=logging.INFO).log_level == logging.INFO
     assert Task.make(Box, Add | Ping, noop, noop).job_type == "task"

@@ -7,7 +7,9 @@ condition to become true.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -307,3 +309,45 @@ async def test_a_vanished_database_is_reported_as_worker_error_and_backed_off(
     assert delays == sorted(delays), delays  # backing off ...
     assert delays[0] < delays[-1], delays  # ... more and more
     assert not directory.exists()  # nothing made a fresh database there meanwhile
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+@live
+async def test_a_signal_stops_gracefully_and_a_second_aborts(tmp_path: Path) -> None:
+    gate = Gate()
+    job = CounterJob(hook=gate.hook)
+    async with sqlite_jobs(tmp_path / "w.db", job) as jobs:
+        await schedule(jobs.engine, [ref("a")], jobs.clock.now())
+        worker = jobs.worker(concurrency=4, poll_interval=0.2)
+        task = asyncio.create_task(worker.run(stop_on=(signal.SIGINT, signal.SIGTERM)))
+        await eventually(lambda: gate.active == 1, 1.0, "the handler running")
+
+        os.kill(os.getpid(), signal.SIGTERM)  # graceful: the handler is waited for
+        await asyncio.sleep(0.1)
+        assert not task.done(), "run() returned while a handler was still running"
+        os.kill(os.getpid(), signal.SIGINT)  # again: abort it
+        await asyncio.wait_for(task, timeout=1.0)
+        assert worker.aborted
+        assert job.fired == []  # cancelled before committing
+        snap = (await jobs.storage.load(["counter:tick:a"]))["counter:tick:a"]
+        assert snap.records == {}  # nothing it did was committed
+    # The handlers are gone with run(): a SIGINT now is Python's KeyboardInterrupt again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@live
+async def test_one_signal_lets_the_handler_commit(tmp_path: Path) -> None:
+    gate = Gate()
+    job = CounterJob(hook=gate.hook)
+    async with sqlite_jobs(tmp_path / "w.db", job) as jobs:
+        await schedule(jobs.engine, [ref("a")], jobs.clock.now())
+        worker = jobs.worker(concurrency=4, poll_interval=0.2)
+        task = asyncio.create_task(worker.run(stop_on=(signal.SIGINT,)))
+        await eventually(lambda: gate.active == 1, 1.0, "the handler running")
+        os.kill(os.getpid(), signal.SIGINT)
+        gate.open.set()
+        await asyncio.wait_for(task, timeout=1.0)
+        assert not worker.aborted
+        assert [f.instance_id for f in job.fired] == ["counter:tick:a"]
