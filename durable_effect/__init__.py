@@ -15,6 +15,7 @@ from durable_effect._clock import Clock
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect, Err, Gen, Ok
 from durable_effect._jobs import DurableJobs, create_durable_jobs
+from durable_effect._version import __version__
 from durable_effect._worker import Worker
 from durable_effect.errors import (
     ConflictError,
@@ -114,5 +115,6 @@ __all__ = [
     "Workflow",
     "WorkflowDefinition",
     "WorkflowHandle",
+    "__version__",
     "create_durable_jobs",
 ]
