@@ -1,4 +1,4 @@
-"""``python -m durable_effect.cli``: the same as the ``durable-effect`` console script."""
+"""``python -m durable_effect.cli`` (and ``python -m durable_effect``): the console script."""
 
 from durable_effect.cli import main
 

@@ -172,7 +172,9 @@ def _describe(event: Event) -> str | None:
     if kind == "job.executed":
         return f"{who:<18} executed (run {wire.get('runCount') or '-'})"
     if kind == "debounce.flushed":
-        return f"{who:<18} flushed {wire.get('eventCount')} clicks ({wire.get('reason')})"
+        count = wire.get("eventCount")
+        noun = "click" if count == 1 else "clicks"
+        return f"{who:<18} flushed {count} {noun} ({wire.get('reason')})"
     if kind == "debounce.started":
         return f"{who:<18} batch opened"
     if kind == "task.scheduled":
