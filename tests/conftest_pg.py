@@ -11,8 +11,10 @@
   suite runs on these; tests about a whole database (concurrent first opens, restarts) take
   ``pg_url``.
 
-A server that cannot start fails the tests that need it, with its log; the only way to skip
-them is to set ``DURABLE_EFFECT_SKIP_PG=1`` explicitly, and never when ``CI`` is set.
+A server that cannot start stops the whole run at the first test that needs it, with its
+log (the root conftest stops it before any test when no binaries can be found at all); the
+only way to skip these tests is to set ``DURABLE_EFFECT_SKIP_PG=1`` explicitly, and never
+when ``CI`` is set.
 """
 
 from __future__ import annotations
@@ -110,10 +112,11 @@ def _unavailable(reason: str) -> NoReturn:
     message = f"the PostgreSQL test server could not start:\n{reason}"
     if os.environ.get("DURABLE_EFFECT_SKIP_PG") == "1" and not os.environ.get("CI"):
         pytest.skip(f"DURABLE_EFFECT_SKIP_PG=1: {message}")
-    pytest.fail(
+    # Once, for the whole run: every other PostgreSQL test would fail the same way.
+    pytest.exit(
         f"{message}\n(set DURABLE_EFFECT_PG_URL to use another server; outside CI, "
         "DURABLE_EFFECT_SKIP_PG=1 skips these tests)",
-        pytrace=False,
+        returncode=4,
     )
 
 

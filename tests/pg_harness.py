@@ -8,8 +8,10 @@ an unprivileged account — ``postgres`` if it exists, else ``nobody`` — that 
 
 ``server_from_env()`` honours ``DURABLE_EFFECT_PG_URL``: a URL of an existing server whose
 role may create databases; such a server is never stopped or restarted by the tests.
-The binaries are looked up in ``DURABLE_EFFECT_PG_BIN``, then ``/usr/lib/postgresql/*/bin``
-(newest first), then ``PATH``.
+The binaries are looked up in ``DURABLE_EFFECT_PG_BIN``, then in the ``pgserver`` package
+(PostgreSQL's binaries as a pip wheel, in the ``dev`` extra), then ``/usr/lib/postgresql/*/bin``
+(Debian's ``postgresql`` package, newest first), then ``PATH``. `MISSING_SERVER` is the one
+line that says how to get one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import glob
+import importlib.util
 import itertools
 import os
 import pwd
@@ -32,13 +35,23 @@ import psycopg
 from psycopg import sql
 
 __all__ = [
+    "MISSING_SERVER",
     "DatabaseFactory",
     "PgServer",
     "PgServerError",
     "find_bindir",
+    "pgserver_bindir",
+    "server_available",
     "server_from_env",
     "start_server",
 ]
+
+#: What to do when no server can be had, in one line.
+MISSING_SERVER = (
+    "no PostgreSQL server for the tests: run `.venv/bin/pip install pgserver` (PostgreSQL as a "
+    "wheel; `make venv` installs it), or `apt-get install postgresql`, or set "
+    "DURABLE_EFFECT_PG_URL=postgresql://user@host:port/db to use a running server"
+)
 
 _SUPERUSER = "postgres"
 _START_TIMEOUT_S = 60
@@ -56,7 +69,8 @@ def find_bindir() -> Path:
         if (Path(configured) / "initdb").exists() and (Path(configured) / "pg_ctl").exists():
             return Path(configured)
         raise PgServerError(f"DURABLE_EFFECT_PG_BIN={configured!r} holds no initdb and pg_ctl")
-    candidates = sorted(
+    candidates = [str(bundled)] if (bundled := pgserver_bindir()) is not None else []
+    candidates += sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
         reverse=True,
@@ -68,9 +82,32 @@ def find_bindir() -> Path:
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
     raise PgServerError(
-        "no PostgreSQL server binaries found (looked in DURABLE_EFFECT_PG_BIN, "
-        "/usr/lib/postgresql/*/bin and PATH); install Debian's postgresql package"
+        "no PostgreSQL server binaries found (looked in DURABLE_EFFECT_PG_BIN, the pgserver "
+        f"package, /usr/lib/postgresql/*/bin and PATH); {MISSING_SERVER}"
     )
+
+
+def pgserver_bindir() -> Path | None:
+    """The binaries the ``pgserver`` wheel ships, if it is installed (found, not imported)."""
+    try:
+        spec = importlib.util.find_spec("pgserver")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    bindir = Path(spec.origin).parent / "pginstall" / "bin"
+    return bindir if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() else None
+
+
+def server_available() -> str | None:
+    """``None`` if the tests can have a server (a URL, or binaries); else why not."""
+    if os.environ.get("DURABLE_EFFECT_PG_URL"):
+        return None
+    try:
+        find_bindir()
+    except PgServerError as exc:
+        return str(exc)
+    return None
 
 
 def _free_port() -> int:
