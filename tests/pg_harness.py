@@ -68,7 +68,9 @@ def find_bindir() -> Path:
     if configured:
         if (Path(configured) / "initdb").exists() and (Path(configured) / "pg_ctl").exists():
             return Path(configured)
-        raise PgServerError(f"DURABLE_EFFECT_PG_BIN={configured!r} holds no initdb and pg_ctl")
+        raise PgServerError(
+            f"DURABLE_EFFECT_PG_BIN={configured!r} holds no initdb and pg_ctl; {MISSING_SERVER}"
+        )
     candidates = [str(bundled)] if (bundled := pgserver_bindir()) is not None else []
     candidates += sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
