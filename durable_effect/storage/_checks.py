@@ -1,6 +1,7 @@
 """Input checks every backend makes before it touches anything (``ValueError``).
 
-One copy for memory, SQLite and PostgreSQL, so the three refuse exactly the same inputs.
+One copy for memory, SQLite and PostgreSQL, so the three refuse exactly the same inputs; and
+`prefix_upper`, the bound both SQL backends turn a ``list_instances`` prefix into.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Final
 from durable_effect.storage._port import FEED_ENTRY_MAX, InstanceWrite, Keep, Lease
 
 __all__ = [
+    "prefix_upper",
     "MAX_ID_LENGTH",
     "MAX_INDEX_ENTRIES",
     "MAX_INDEX_KEY",
@@ -209,3 +211,15 @@ def check_feed_read(after: int, limit: int) -> None:
     for name, value, least in given:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point order)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code <= 0x10FFFF:
+            chars[-1] = chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+            return "".join(chars)
+        chars.pop()
+    return None

@@ -39,6 +39,7 @@ from durable_effect.storage._checks import (
     check_limit,
     check_listing,
     check_scan,
+    prefix_upper,
 )
 from durable_effect.storage._port import (
     Acquired,
@@ -60,7 +61,6 @@ from durable_effect.storage._postgres_values import (
     group,
     instant,
     lease_lost,
-    prefix_upper,
     redact,
     storable,
     ttl_of,

@@ -36,7 +36,6 @@ __all__ = [
     "group",
     "instant",
     "lease_lost",
-    "prefix_upper",
     "redact",
     "storable",
     "ttl_of",
@@ -151,18 +150,6 @@ def storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def prefix_upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order)."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars[-1]) + 1
-        if code <= 0x10FFFF:
-            chars[-1] = chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
-            return "".join(chars)
-        chars.pop()
-    return None
 
 
 def redact(url: str) -> str:

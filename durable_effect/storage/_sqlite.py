@@ -41,6 +41,7 @@ from durable_effect.storage._checks import check_listing as _check_listing
 from durable_effect.storage._checks import check_scan as _check_scan
 from durable_effect.storage._checks import check_text as _check_text
 from durable_effect.storage._checks import instant as _instant
+from durable_effect.storage._checks import prefix_upper
 from durable_effect.storage._checks import ttl_of as _ttl
 from durable_effect.storage._checks import unique_ids as _unique_ids
 from durable_effect.storage._port import (
@@ -414,7 +415,7 @@ class SqliteStorage(Storage):
         _check_listing(prefix, after, limit)
         conditions = ["instance_id >= ?"]
         params: list[object] = [prefix]
-        upper = _prefix_upper(prefix)
+        upper = prefix_upper(prefix)
         if upper is not None:
             conditions.append("instance_id < ?")
             params.append(upper)
@@ -679,15 +680,3 @@ def _to_us(instant: datetime) -> int:
 
 def _from_us(micros: int) -> datetime:
     return _EPOCH + timedelta(0, 0, micros)  # positional: measurably faster than keywords
-
-
-def _prefix_upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order)."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars[-1]) + 1
-        if code <= 0x10FFFF:
-            chars[-1] = chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
-            return "".join(chars)
-        chars.pop()
-    return None
