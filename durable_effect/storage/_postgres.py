@@ -3,8 +3,10 @@
 This module owns the connection handling: a ``psycopg_pool.AsyncConnectionPool`` for the
 operations, one dedicated connection that ``LISTEN``s for change notifications, the mapping of
 driver errors to `StorageError`, and the Python side of each operation (validation, building
-array parameters, turning rows into snapshots). The SQL, the schema and its migrations live in
-``_postgres_sql``; ``docs/postgres.md`` explains the deployment.
+array parameters, turning rows into snapshots), and running the migrations. The SQL — the
+schema as it is today, the functions, the named queries, the migrations — lives in
+``sql/postgres/*.sql``, loaded and composed by ``_postgres_sql``; ``docs/postgres.md``
+explains the deployment.
 
 Every operation is one statement in autocommit mode, so one round trip and one transaction:
 ``acquire``, ``claim_due`` and ``commit`` call PL/pgSQL functions that lock, check, write and
@@ -29,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 from durable_effect.errors import StorageError
-from durable_effect.storage import _postgres_index_sql as ix
 from durable_effect.storage import _postgres_sql as q
 from durable_effect.storage._checks import (
     MAX_INDEX_KEY,
@@ -72,7 +73,6 @@ from durable_effect.storage._postgres_values import (
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
-    from psycopg.sql import Composed
     from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["PostgresStorage"]
@@ -113,86 +113,6 @@ def _require_driver() -> None:
     except ImportError as exc:
         raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
 
-
-class _Sql:
-    """The statements of ``_postgres_sql`` composed for one schema, channel and lease clock."""
-
-    def __init__(self, schema: str, channel: str, lease_clock: str) -> None:
-        from psycopg import sql
-
-        ident = sql.Identifier(schema)
-
-        def compose(template: str) -> Composed:
-            return sql.SQL(template).format(schema=ident)
-
-        self.compose = compose
-        channel_literal = sql.Literal(channel)
-
-        def with_channel(template: str, marker: str = "%s") -> Composed:
-            clock = {
-                name: sql.SQL(text)
-                for name, text in q.lease_clock_sql(lease_clock, marker).items()
-                if "{" + name + "}" in template
-            }
-            return sql.SQL(template).format(schema=ident, channel=channel_literal, **clock)
-
-        self.create_schema = compose(q.CREATE_SCHEMA)
-        self.create_meta = compose(q.CREATE_META)
-        self.select_version = compose(q.SELECT_VERSION)
-        self.set_version = compose(q.SET_VERSION)
-        # The operations: ``render`` turns them into bytes once the server is reachable.
-        self.acquire: Composed | bytes = with_channel(q.ACQUIRE)
-        self.acquire_one: Composed | bytes = with_channel(q.ACQUIRE_ONE, "%b")
-        self.commit_one: Composed | bytes = with_channel(q.COMMIT_ONE)
-        self.commit_one_feed: Composed | bytes = with_channel(q.COMMIT_ONE_FEED)
-        self.commit_feed: Composed | bytes = compose(q.COMMIT_FEED)
-        self.sequence_feed: Composed | bytes = compose(q.SEQUENCE_FEED)
-        self.read_feed: Composed | bytes = compose(q.READ_FEED)
-        self.feed_head: Composed | bytes = compose(q.FEED_HEAD)
-        self.claim_due: Composed | bytes = with_channel(q.CLAIM_DUE)
-        self.commit: Composed | bytes = compose(q.COMMIT)
-        self.extend: Composed | bytes = with_channel(q.EXTEND)
-        self.release: Composed | bytes = compose(q.RELEASE)
-        self.load: Composed | bytes = compose(q.LOAD)
-        self.next_alarm_at: Composed | bytes = compose(q.NEXT_ALARM_AT)
-        self.list_instances: Composed | bytes = compose(q.LIST_INSTANCES)
-        self.scan_index_asc: Composed | bytes = compose(ix.SCAN_INDEX_ASC)
-        self.scan_index_desc: Composed | bytes = compose(ix.SCAN_INDEX_DESC)
-        self.count_index: Composed | bytes = compose(ix.COUNT_INDEX)
-        self.listen = sql.SQL(q.LISTEN).format(channel=sql.Identifier(channel))
-
-    def render(self, conn: AsyncConnection[TupleRow]) -> None:
-        """Render the operations' statements to bytes, once.
-
-        psycopg renders a ``Composed`` query again on every execute (~20 µs for ours), while
-        it caches what it makes of a bytes query.
-        """
-        for name in _OPERATIONS:
-            value = getattr(self, name)
-            if not isinstance(value, bytes):
-                setattr(self, name, value.as_bytes(conn))
-
-
-_OPERATIONS: Final = (
-    "acquire",
-    "acquire_one",
-    "commit_one",
-    "commit_one_feed",
-    "commit_feed",
-    "sequence_feed",
-    "read_feed",
-    "feed_head",
-    "claim_due",
-    "commit",
-    "extend",
-    "release",
-    "load",
-    "next_alarm_at",
-    "list_instances",
-    "scan_index_asc",
-    "scan_index_desc",
-    "count_index",
-)
 
 #: Above every index key (keys have at most `MAX_INDEX_KEY` characters): the bound a scan
 #: uses when it has none.
@@ -282,7 +202,7 @@ class PostgresStorage(Storage):
         listener_params = {**_LISTENER_DEFAULTS, **params}
         listener_params["application_name"] = f"{params['application_name']}-listener"
         self._listener_conninfo = make_conninfo("", **listener_params)
-        self._sql = _Sql(schema, notify_channel, lease_clock)
+        self._sql = q.Statements(schema, notify_channel, lease_clock)
         self._pool: AsyncConnectionPool[AsyncConnection[TupleRow]] | None = None
         self._listener: AsyncConnection[TupleRow] | None = None
         self._listener_task: asyncio.Task[None] | None = None
@@ -329,7 +249,7 @@ class PostgresStorage(Storage):
                 min_size=self.min_size,
                 max_size=self.max_size,
                 kwargs={"autocommit": True},
-                configure=_configure,
+                configure=self._configure,
                 open=False,
                 timeout=self.timeout,
                 reconnect_timeout=_RECONNECT_TIMEOUT,
@@ -372,20 +292,29 @@ class PostgresStorage(Storage):
                 await _close_quietly(listener)
             await pool.close()
 
+    async def _configure(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Every pooled connection reads instants in UTC (so year 1 and 9999 round-trip)."""
+        await conn.execute(self._sql.set_time_zone)
+
     def _lock(self) -> asyncio.Lock:
         if self._lifecycle is None:
             self._lifecycle = asyncio.Lock()
         return self._lifecycle
 
     async def _migrate(self, conn: AsyncConnection[TupleRow]) -> None:
-        """Bring the schema to `SCHEMA_VERSION`; a no-op when another process already did."""
-        cur = await conn.execute(q.META_EXISTS, (self.schema,))
+        """Bring the schema to `SCHEMA_VERSION`; a no-op when another process already did.
+
+        A fresh schema gets ``tables.sql`` and ``functions.sql``; an older one its missing
+        migrations, then its functions afresh (see ``_postgres_sql``). One transaction.
+        """
+        sql = self._sql
+        cur = await conn.execute(sql.meta_exists, (self.schema,))
         if await cur.fetchone() is not None and await self._version(conn) == q.SCHEMA_VERSION:
             return
         async with conn.transaction():
-            await conn.execute(q.LOCK_MIGRATIONS, (q.MIGRATION_LOCK_ID,))
-            await conn.execute(self._sql.create_schema)
-            await conn.execute(self._sql.create_meta)
+            await conn.execute(sql.lock_migrations, (q.MIGRATION_LOCK_ID,))
+            await conn.execute(sql.create_schema)
+            await conn.execute(sql.create_meta)
             version = await self._version(conn)
             if version > q.SCHEMA_VERSION:
                 raise StorageError(
@@ -393,10 +322,17 @@ class PostgresStorage(Storage):
                     cause=f"schema {self.schema!r} is at version {version}, newer than this"
                     f" library's {q.SCHEMA_VERSION}",
                 )
-            for statements in q.MIGRATIONS[version:]:
-                for statement in statements:
-                    await conn.execute(self._sql.compose(statement))
-            await conn.execute(self._sql.set_version, (q.SCHEMA_VERSION,))
+            if version < q.SCHEMA_VERSION:
+                if version == 0:
+                    await conn.execute(sql.tables)
+                else:
+                    for step in range(version + 1, q.SCHEMA_VERSION + 1):
+                        migration = sql.migrations[step]
+                        if migration is not None:
+                            await conn.execute(migration)
+                    await conn.execute(sql.drop_functions)
+                await conn.execute(sql.functions)
+                await conn.execute(sql.set_version, (q.SCHEMA_VERSION,))
 
     async def _version(self, conn: AsyncConnection[TupleRow]) -> int:
         row = await (await conn.execute(self._sql.select_version)).fetchone()
@@ -913,11 +849,6 @@ def _guard_key(key: str) -> str:
         raise ValueError(f"record keys are strings without NUL, got {key!r}")
     check_text(key, "record key")
     return key
-
-
-async def _configure(conn: AsyncConnection[TupleRow]) -> None:
-    """Every pooled connection reads instants in UTC (so year 1 and 9999 round-trip)."""
-    await conn.execute(q.SET_TIME_ZONE)
 
 
 async def _close_quietly(conn: AsyncConnection[TupleRow]) -> None:

@@ -17,7 +17,6 @@ from typing import TypeVar
 
 import psycopg
 import pytest
-from psycopg import sql as pgsql
 
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.storage import (
@@ -32,6 +31,7 @@ from durable_effect.storage import _postgres_sql as q
 from durable_effect.storage._postgres import PostgresStorage
 from tests.conftest_pg import PgStore, pg_server, pg_store, pg_url  # noqa: F401
 from tests.pg_harness import PgServer
+from tests.storage.test_postgres_schema import make_old_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -174,14 +174,8 @@ async def test_hot_tables_get_their_storage_and_autovacuum_options(pg_store: PgS
 async def test_an_older_schema_is_migrated_with_its_data(pg_store: PgStore, version: int) -> None:  # noqa: F811
     """A database made by an older release opens at the current version, its data intact."""
     schema = pg_store.schema
+    make_old_schema(pg_store.url, schema, version)
     with psycopg.connect(pg_store.url, autocommit=True) as conn:
-        ident = pgsql.Identifier(schema)
-        for template in (q.CREATE_SCHEMA, q.CREATE_META):
-            conn.execute(pgsql.SQL(template).format(schema=ident))
-        for statements in q.MIGRATIONS[:version]:
-            for statement in statements:
-                conn.execute(pgsql.SQL(statement).format(schema=ident))
-        conn.execute(pgsql.SQL(q.SET_VERSION).format(schema=ident), (version,))
         conn.execute(
             f"INSERT INTO {schema}.records VALUES ('old', 'k', 'v'::bytea), ('old', 'j', '')"
         )

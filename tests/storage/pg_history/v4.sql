@@ -1,46 +1,23 @@
-"""The SQL of `PostgresStorage`'s index entries: schema version 4, ``scan_index``, ``count_index``.
+-- Schema version 4: index entries and counts.
+-- Frozen: the statements its migration ran, as that release ran them, after v1.sql to v3.sql
+-- ({schema}: the quoted schema name; the meta table and the version row are made
+-- apart). Test data for tests/storage/test_postgres_schema.py: never edit; when a
+-- release changes the schema, add its version's file.
 
-Kept apart from ``_postgres_sql`` (which assembles the migrations and holds every other
-statement); the same conventions hold: ``{schema}`` is replaced by the quoted schema name,
-values travel as parameters, no other braces.
-
-Version 4: ``index_entries`` holds at most one entry per (instance, index name);
-``index_order`` serves ``scan_index``. ``index_counts`` keeps each index's size, in shards
-(one per connection, by backend pid, so that concurrent commits rarely update the same row);
-``count_index`` sums them. ``set_index`` replaces the entries of instances and adjusts the
-counts in name order — the lock order of count rows, so two commits never wait on each
-other's count rows in a cycle; a commit takes them last, after every other lock.
-``commit_writes`` and ``commit_one`` are re-created with index parameters and call it in the
-same transaction as the records.
-"""
-
-from __future__ import annotations
-
-from typing import Final
-
-#: Count rows per index name (a connection writes the one of ``pg_backend_pid() % 16``).
-INDEX_SHARDS: Final = 16
-
-V4_TABLES: Final = (
-    """
 CREATE TABLE {schema}.index_entries (
     instance_id text COLLATE "C" NOT NULL,
     name text COLLATE "C" NOT NULL,
     key text COLLATE "C" NOT NULL,
     PRIMARY KEY (instance_id, name)
-)""",
-    "CREATE INDEX index_order ON {schema}.index_entries (name, key, instance_id)",
-    """
+);
+CREATE INDEX index_order ON {schema}.index_entries (name, key, instance_id);
 CREATE TABLE {schema}.index_counts (
     name text COLLATE "C" NOT NULL,
     shard integer NOT NULL,
     n bigint NOT NULL,
     PRIMARY KEY (name, shard)
-)""",
-)
-
-V4_SET_INDEX: Final = (
-    """
+);
+ALTER TABLE {schema}.index_counts SET (fillfactor=70, autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=100, autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=0);
 CREATE FUNCTION {schema}.set_index(
     p_ids text[], p_entry_ids text[], p_names text[], p_keys text[]
 ) RETURNS void
@@ -48,9 +25,7 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     v_removed text[];
     v_added text[];
-    v_shard integer := pg_backend_pid() % """
-    + str(INDEX_SHARDS)
-    + """;
+    v_shard integer := pg_backend_pid() % 16;
 BEGIN
     WITH gone AS (
         DELETE FROM {schema}.index_entries AS e WHERE e.instance_id = ANY (p_ids)
@@ -84,24 +59,14 @@ BEGIN
         WHERE c.name = ANY (v_removed) AND c.shard = v_shard AND c.n = 0;
     END IF;
 END
-$fn$"""
-)
-
-V4_DROP_COMMITS: Final = (
-    """
+$fn$;
 DROP FUNCTION {schema}.commit_writes(
     text[], text[], bigint[], text[], text[], text[], text[], text[], bytea[],
     text[], timestamptz[], boolean, text, text[], text[]
-)""",
-    """
+);
 DROP FUNCTION {schema}.commit_one(
     text, text, bigint, boolean, text[], text[], bytea[], boolean, timestamptz, boolean, text
-)""",
-)
-
-# ``commit_writes`` of version 2 with the index arrays: the instances whose entries are
-# replaced (``p_index_ids``, purged ones included) and their new entries.
-V4_COMMIT: Final = """
+);
 CREATE FUNCTION {schema}.commit_writes(
     p_lease_ids text[], p_owners text[], p_generations bigint[],
     p_purge_ids text[],
@@ -193,11 +158,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$fn$"""
-
-# ``commit_one`` of version 3 with the instance's new entries (``p_index``: replace them;
-# a purge without ``p_index`` drops them).
-V4_COMMIT_ONE: Final = """
+$fn$;
 CREATE FUNCTION {schema}.commit_one(
     p_id text, p_owner text, p_generation bigint,
     p_purge boolean, p_delete_keys text[], p_put_keys text[], p_put_values bytea[],
@@ -257,44 +218,4 @@ BEGIN
     END IF;
     RETURN false;
 END
-$fn$"""
-
-#: ``scan_index``: per name, at most ``limit`` entries of ``index_order`` past ``after``
-#: (``after_key``, ``after_id``) up to ``until``, merged (a position several names hold
-#: once, with the least name). Every bound is always given (the
-#: callers pass the extremes for "none"), so the plan is one index range per name whatever
-#: the values — a generic plan of ``x IS NULL OR ...`` could not use the range.
-SCAN_INDEX_ASC: Final = """
-SELECT min(e.name), e.key, e.instance_id
-FROM unnest(%(names)s::text[]) AS n(name)
-CROSS JOIN LATERAL (
-    SELECT x.name, x.key, x.instance_id FROM {schema}.index_entries AS x
-    WHERE x.name = n.name
-      AND (x.key, x.instance_id) > (%(after_key)s::text, %(after_id)s::text)
-      AND x.key <= %(until)s::text
-    ORDER BY x.key, x.instance_id
-    LIMIT %(limit)s::bigint
-) AS e
-GROUP BY e.key, e.instance_id
-ORDER BY e.key, e.instance_id
-LIMIT %(limit)s::bigint"""
-
-SCAN_INDEX_DESC: Final = """
-SELECT min(e.name), e.key, e.instance_id
-FROM unnest(%(names)s::text[]) AS n(name)
-CROSS JOIN LATERAL (
-    SELECT x.name, x.key, x.instance_id FROM {schema}.index_entries AS x
-    WHERE x.name = n.name
-      AND (x.key, x.instance_id) < (%(after_key)s::text, %(after_id)s::text)
-      AND x.key >= %(until)s::text
-    ORDER BY x.key DESC, x.instance_id DESC
-    LIMIT %(limit)s::bigint
-) AS e
-GROUP BY e.key, e.instance_id
-ORDER BY e.key DESC, e.instance_id DESC
-LIMIT %(limit)s::bigint"""
-
-COUNT_INDEX: Final = """
-SELECT c.name, sum(c.n)::bigint FROM {schema}.index_counts AS c
-WHERE c.name = ANY (%s::text[])
-GROUP BY c.name"""
+$fn$;

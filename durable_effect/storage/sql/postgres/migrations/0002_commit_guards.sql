@@ -1,0 +1,3 @@
+-- Version 2: commit guards. commit_writes takes p_guard_ids and p_guard_keys and returns -n
+-- when the n-th guard record exists; every commit takes the record locks first.
+-- Functions only: they are re-created from functions.sql after the migrations run.

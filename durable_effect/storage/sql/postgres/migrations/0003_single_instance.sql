@@ -1,0 +1,3 @@
+-- Version 3: the single-instance acquire_one and commit_one, and the 'want:<id>'
+-- notification of an acquire that finds a lease held.
+-- Functions only: they are re-created from functions.sql after the migrations run.

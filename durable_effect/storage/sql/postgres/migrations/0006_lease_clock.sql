@@ -1,0 +1,3 @@
+-- Version 6: claim_due judges lease expiry at p_lease_now, apart from p_now (when alarms are
+-- due), so that leases can expire by the server's clock (lease_clock="server").
+-- Functions only: they are re-created from functions.sql after the migrations run.
