@@ -6,8 +6,10 @@ E adapters, F shells — each row of the table in docs/design.md is one test her
 * which package modules a layer may import (B only the port's *value* classes, each job
   kind only the kit and itself, E never B or D);
 * which third-party packages it may import (below the shells, croniter only in ``_cron``,
-  msgspec and cattrs only in ``_codec``; the drivers only in their adapters);
-* that layers A to D use no stdlib I/O module and never read the wall clock;
+  msgspec and cattrs only in ``_codec``; each driver only in its own adapter: sqlite3 in
+  ``storage/_sqlite…``, psycopg in ``storage/_postgres…``);
+* that layers A to D use no stdlib I/O module (of ``os``, only ``urandom``) and never read
+  the wall clock;
 * that no module imports another that (directly or not) imports it back. Imports under
   ``if TYPE_CHECKING:`` are for annotations only and take no part in this rule.
 """
@@ -92,6 +94,12 @@ ONLY_IN = {
     "msgspec": "durable_effect._codec",
     "cattrs": "durable_effect._codec",
 }
+#: Each storage driver and the modules of the one adapter that may import it (outside shells).
+DRIVERS = {
+    "sqlite3": "durable_effect.storage._sqlite",
+    "psycopg": "durable_effect.storage._postgres",
+    "psycopg_pool": "durable_effect.storage._postgres",
+}
 #: stdlib modules that do I/O (files, sockets, processes, databases).
 STDLIB_IO = {
     "sqlite3",
@@ -111,6 +119,8 @@ STDLIB_IO = {
     "signal",
     "fcntl",
 }
+#: What layers A to D may use of ``os`` (the rest opens files and starts processes).
+OS_ALLOWED = {"urandom"}
 
 
 def layer_of(module: str) -> str:
@@ -231,9 +241,15 @@ def test_third_party_imports_stay_in_their_layer(path: Path) -> None:
         top = target.split(".", 1)[0]
         if top in ("durable_effect", "__future__"):
             continue
+        adapter = DRIVERS.get(top)
+        if adapter is not None and mine != F and not here.startswith(adapter):
+            bad.append(f"{path.name}:{lineno} {here} imports {top} (only {adapter}… may)")
+            continue
         if top in sys.stdlib_module_names:
             if mine in (A, B, C, D) and top in STDLIB_IO:
                 bad.append(f"{path.name}:{lineno} {here} ({mine}) does I/O with {target}")
+            elif mine in (A, B, C, D) and top == "os" and target not in ("os", "os.urandom"):
+                bad.append(f"{path.name}:{lineno} {here} ({mine}) imports {target}")
             continue
         only = ONLY_IN.get(top)
         if only is not None and mine != F:
@@ -243,6 +259,23 @@ def test_third_party_imports_stay_in_their_layer(path: Path) -> None:
         if mine != F and top not in THIRD_PARTY[mine]:
             bad.append(f"{path.name}:{lineno} {here} ({mine}) imports {top}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=IDS)
+def test_below_the_adapters_os_gives_only_randomness(path: Path) -> None:
+    here = module_name(path)
+    if layer_of(here) not in (A, B, C, D):
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = [
+        f"{path.name}:{node.lineno} os.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+        and node.attr not in OS_ALLOWED
+    ]
+    assert not used, "\n".join(used)
 
 
 FORBIDDEN = re.compile(

@@ -15,7 +15,7 @@ from typing import Generic, Never, TypeVar
 
 from durable_effect._effect import Effect
 from durable_effect.errors import ValidationError
-from durable_effect.jobs._exec import Termination
+from durable_effect.jobs._exec import Termination, validated
 from durable_effect.jobs._instance import InstanceTx
 from durable_effect.jobs._records import Record
 
@@ -86,7 +86,7 @@ class ContinuousContext(Generic[S]):
 
     def set_state(self, state: S) -> Effect[None, ValidationError]:
         """Replace the state; fails with ``ValidationError`` if ``state`` does not fit."""
-        return Effect.suspend(lambda: self._write(state))
+        return self._write(state)
 
     def update_state(self, fn: Callable[[S], S]) -> Effect[None, ValidationError]:
         """Replace the state with ``fn(current)``; validated like ``set_state``."""
@@ -124,8 +124,4 @@ class ContinuousContext(Generic[S]):
         return state
 
     def _write(self, state: S) -> Effect[None, ValidationError]:
-        try:
-            self._state.save(self._tx, state)
-        except ValidationError as exc:
-            return Effect.fail(exc)
-        return Effect.succeed(None)
+        return validated(lambda: self._state.save(self._tx, state))

@@ -41,7 +41,7 @@ from typing import Generic, Literal, Never, TypeAlias, TypeVar
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect
 from durable_effect.errors import ValidationError
-from durable_effect.jobs._exec import Termination
+from durable_effect.jobs._exec import Termination, validated
 from durable_effect.jobs._instance import InstanceTx
 from durable_effect.jobs._records import Record
 from durable_effect.jobs._task_records import META, TaskMeta
@@ -121,11 +121,8 @@ class TaskSession(Generic[S]):
         return self.state.load(self.tx)
 
     def write_state(self, state: S) -> Effect[None, ValidationError]:
-        try:
-            self.state.save(self.tx, state)
-        except ValidationError as exc:
-            return Effect.fail(exc)
-        return Effect.succeed(None)
+        """Replace the state when the effect runs (``ValidationError`` if it does not fit)."""
+        return validated(lambda: self.state.save(self.tx, state))
 
     def meta(self) -> TaskMeta:
         meta = META.load(self.tx)
@@ -168,8 +165,7 @@ class TaskContext(Generic[S]):
 
     def set_state(self, state: S) -> Effect[None, ValidationError]:
         """Replace the state; fails with ``ValidationError`` if ``state`` does not fit."""
-        session = self._session
-        return Effect.suspend(lambda: session.write_state(state))
+        return self._session.write_state(state)
 
     def update_state(self, fn: Callable[[S], S]) -> Effect[None, ValidationError]:
         """Replace the state with ``fn(current)``; does nothing while the state is ``None``."""
@@ -193,16 +189,11 @@ class TaskContext(Generic[S]):
         """
         session = self._session
 
-        def set_it() -> Effect[None, ValidationError]:
-            try:
-                at = resolve_when(when, session.tx.now())
-            except ValidationError as exc:
-                return Effect.fail(exc)
-            session.tx.set_alarm(at)
+        def set_it() -> None:
+            session.tx.set_alarm(resolve_when(when, session.tx.now()))
             session.schedule_touched = True
-            return Effect.succeed(None)
 
-        return Effect.suspend(set_it)
+        return validated(set_it)
 
     def cancel_schedule(self) -> Effect[None]:
         """Cancel the scheduled execution, if any."""

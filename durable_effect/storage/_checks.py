@@ -214,7 +214,14 @@ def check_feed_read(after: int, limit: int) -> None:
 
 
 def prefix_upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order)."""
+    """The least string above every string starting with ``prefix`` (code point order).
+
+    A prefix scan is ``prefix <= id < prefix_upper(prefix)``, without the upper bound when
+    it is ``None`` (every character of ``prefix`` is the last code point).
+
+    >>> prefix_upper("task:a:"), prefix_upper("a\\U0010ffff"), prefix_upper("\\ud7ff")
+    ('task:a;', 'b', '\\ue000')
+    """
     chars = list(prefix)
     while chars:
         code = ord(chars[-1]) + 1

@@ -170,12 +170,11 @@ class RunQueries(Generic[I, O]):
     # -- reading --------------------------------------------------------------------------------
 
     def _ref(self, run_id: str) -> Effect[InstanceRef, InstanceNotFoundError | ValidationError]:
-        try:
-            checked = validate_id(run_id, field="run_id")
-        except ValidationError as exc:
-            return Effect.fail(exc)
-        ref = run_ref(self.name, checked)
-        if not run_id_fits(self.name, checked):
+        return validated(lambda: validate_id(run_id, field="run_id")).flat_map(self._fitting)
+
+    def _fitting(self, run_id: str) -> Effect[InstanceRef, InstanceNotFoundError]:
+        ref = run_ref(self.name, run_id)
+        if not run_id_fits(self.name, run_id):
             return Effect.fail(InstanceNotFoundError(instance_id=ref.instance_id))
         return Effect.succeed(ref)
 
