@@ -16,16 +16,27 @@ TypeError: Task.make: retry must be a Retry or None, got int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from durable_effect import _log
 from durable_effect._backoff import Retry
 from durable_effect._codec import Codec, codec_for
 from durable_effect._duration import Duration, DurationInput
 
-__all__ = ["Checks"]
+__all__ = ["Checks", "SchemaOf"]
+
+T = TypeVar("T")
+
+#: The static type of a schema argument of ``make()``: a class (``Hook``), or a union of
+#: tagged Structs (``A | B``, which mypy types as ``UnionType | type[A]``, losing ``B``).
+#: Written as a ``Callable`` returning ``T`` (a class is one) rather than ``type[T]`` on
+#: purpose: mypy then infers ``T`` in its second pass, together with the handlers, instead
+#: of from the schema alone. So a class's type reaches handlers given as lambdas, and a
+#: union's type comes from the handlers' annotations (the schema alone would say ``A``).
+SchemaOf: TypeAlias = types.UnionType | Callable[..., T]
 
 
 class Checks:

@@ -20,13 +20,12 @@ same way: the ``add`` itself succeeds (its event is kept).
 
 from __future__ import annotations
 
-import types
 from typing import Any, TypeVar, overload
 
 from durable_effect._backoff import Retry
 from durable_effect._codec import Codec
 from durable_effect._duration import DurationInput
-from durable_effect.jobs._checks import Checks
+from durable_effect.jobs._checks import Checks, SchemaOf
 from durable_effect.jobs._debounce_context import (
     DebounceContext,
     DebounceEventContext,
@@ -56,8 +55,6 @@ __all__ = [
 
 S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
-J = TypeVar("J")
-K = TypeVar("K")
 
 
 class Debounce:
@@ -68,12 +65,13 @@ class Debounce:
     def __init__(self) -> None:
         raise TypeError("Debounce is a namespace; use Debounce.make(...)")
 
-    # Overloads: with or without a state schema; each with a plain schema (the type comes
-    # from it) or a union of tagged Structs (the types come from the handlers' annotations).
+    # Two overloads: without a state schema (the state is the latest event) and with one.
+    # Schemas are typed `SchemaOf` so that the types come from the schemas even when the
+    # handlers are lambdas, and from the handlers' annotations for a union of Structs.
     @overload
     @staticmethod
     def make(
-        event_schema: type[I],
+        event_schema: SchemaOf[I],
         execute: Execute[I],
         flush_after: DurationInput,
         state_schema: None = None,
@@ -88,22 +86,7 @@ class Debounce:
     @overload
     @staticmethod
     def make(
-        event_schema: types.UnionType | type[J],
-        execute: Execute[I],
-        flush_after: DurationInput,
-        state_schema: None = None,
-        max_events: int | None = None,
-        idle_after: DurationInput | None = None,
-        on_event: Reducer[I, I] | None = None,
-        retry: Retry | None = None,
-        logging: bool | int | None = None,
-        dedupe_window: DurationInput = "24 hours",
-    ) -> DebounceDefinition[I, I]: ...
-
-    @overload
-    @staticmethod
-    def make(
-        event_schema: type[I],
+        event_schema: SchemaOf[I],
         execute: Execute[S],
         flush_after: DurationInput,
         state_schema: type[S],
@@ -119,10 +102,10 @@ class Debounce:
     @overload
     @staticmethod
     def make(
-        event_schema: types.UnionType | type[J],
+        event_schema: SchemaOf[I],
         execute: Execute[S],
         flush_after: DurationInput,
-        state_schema: types.UnionType | type[K],
+        state_schema: SchemaOf[S],
         max_events: int | None = None,
         idle_after: DurationInput | None = None,
         *,

@@ -109,13 +109,14 @@ class TriggerResult:
     disposition: Disposition
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class TriggerRequest(Generic[I]):
-    """One item of ``batch_trigger``, with the options of ``trigger``."""
+    """One item of ``batch_trigger``, with the options of ``trigger``:
+    ``TriggerRequest(input, idempotency_key=..., labels=...)`` (the input may be positional)."""
 
     input: I
-    idempotency_key: str | None = None
-    concurrency_key: str | None = None
-    labels: Mapping[str, str] | None = None
-    coalesce: Coalesce | None = None
-    run_timeout: DurationInput | None = None
+    idempotency_key: str | None = attrs.field(default=None, kw_only=True)
+    concurrency_key: str | None = attrs.field(default=None, kw_only=True)
+    labels: Mapping[str, str] | None = attrs.field(default=None, kw_only=True)
+    coalesce: Coalesce | None = attrs.field(default=None, kw_only=True)
+    run_timeout: DurationInput | None = attrs.field(default=None, kw_only=True)

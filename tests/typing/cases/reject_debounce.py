@@ -82,3 +82,16 @@ def state_is_an_effect(ctx: DebounceContext[Hooks]) -> None:
 def undeclared_error(ctx: DebounceContext[Hooks]) -> Gen[None, ValueError]:
     yield from Effect.fail(KeyError("x"))  # E: misc
 
+
+
+lambda_job = Debounce.make(
+    Hook,
+    lambda ctx: Effect.succeed(None),
+    "5 s",
+    state_schema=Hooks,
+    on_event=lambda ctx: Effect.succeed(Hooks(contacts=[ctx.event.contact])),
+)
+
+
+async def lambda_wrong_event(client: JobsClient) -> None:
+    await client.debounce(lambda_job).add(id="a", event=12345)  # E: arg-type

@@ -119,3 +119,22 @@ async def results(client: JobsClient) -> None:
     reveal_type(status.started_at)  # R: datetime | None
     reveal_type((await h.get_state("c1")).state)  # R: Hooks | None
     reveal_type((await h.clear("c1")).discarded_events)  # R: int
+
+
+# Handlers given as lambdas: the types still come from the schemas (issue 12, item 8).
+lambda_state = Debounce.make(
+    Hook,
+    lambda ctx: Effect.succeed(None),
+    "5 s",
+    state_schema=Hooks,
+    on_event=lambda ctx: Effect.succeed(Hooks(contacts=[ctx.event.contact])),
+)
+reveal_type(lambda_state)  # R: DebounceDefinition[Hooks, Hook]
+lambda_latest = Debounce.make(Hook, lambda ctx: Effect.succeed(None), "5 s")
+reveal_type(lambda_latest)  # R: DebounceDefinition[Hook, Hook]
+
+
+async def lambda_results(client: JobsClient) -> None:
+    h = client.debounce(lambda_state)
+    reveal_type(h.add)  # R: def (*, id: str, event: Hook, event_id: str | None =) -> Effect[DebounceAddResult, ValidationError | DuplicateEventError | ExecutionError | JobNotFoundError | StorageError]
+    reveal_type((await h.get_state("c1")).state)  # R: Hooks | None

@@ -106,3 +106,7 @@ async def results(client: JobsClient) -> None:
     reveal_type(run_.labels)  # R: dict[str, str]
     reveal_type((await h.steps(run_.id))[0].output)  # R: object
     reveal_type(await h.trigger_and_wait(ImportCsv(filename="b")))  # R: Summary
+
+
+def positional_request() -> None:
+    reveal_type(TriggerRequest(ImportCsv(filename="a"), labels={"org": "o1"}))  # R: TriggerRequest[ImportCsv]
