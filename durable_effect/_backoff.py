@@ -268,14 +268,32 @@ class Retry:
         >>> Retry(5, delay="10 s", max_duration="25 s").should_retry(2, timedelta(seconds=20))
         False
         """
+        return self.exhausted_by(failed_attempt, elapsed) is None
+
+    def exhausted_by(
+        self, failed_attempt: int, elapsed: timedelta | None = None
+    ) -> Literal["max_attempts", "max_duration"] | None:
+        """Which limit forbids another try after attempt ``failed_attempt`` failed
+        (``"max_attempts"`` first, then ``"max_duration"``), or None when it may retry
+        (`should_retry` is ``exhausted_by(...) is None``).
+
+        >>> Retry(1).exhausted_by(1)
+        'max_attempts'
+        >>> Retry(5, delay="10 s", max_duration="25 s").exhausted_by(2, timedelta(seconds=20))
+        'max_duration'
+        >>> Retry(5).exhausted_by(1) is None
+        True
+        """
         given: object = failed_attempt
         if isinstance(given, bool) or not isinstance(given, int) or given < 1:
             raise ValueError(
                 f"Retry.should_retry: failed_attempt must be an int >= 1, got {failed_attempt!r}"
             )
         if failed_attempt >= self.max_attempts:
-            return False
+            return "max_attempts"
         if self.max_duration is None:
-            return True
+            return None
         spent = elapsed if elapsed is not None else timedelta(0)
-        return spent + self.delay.delay(failed_attempt) <= self.max_duration
+        if spent + self.delay.delay(failed_attempt) <= self.max_duration:
+            return None
+        return "max_duration"

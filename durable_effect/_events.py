@@ -19,7 +19,7 @@ import operator
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Literal, Protocol, TypeAlias
 
 import attrs
 
@@ -28,17 +28,25 @@ __all__ = [
     "DebounceStarted",
     "ErrorInfo",
     "Event",
+    "ExhaustedBy",
     "JobEvent",
     "JobExecuted",
     "JobFailed",
     "JobRetryExhausted",
     "JobStarted",
     "JobTerminated",
+    "ScheduleTrigger",
     "TaskScheduled",
     "Tracker",
     "new_event_id",
     "to_camel",
 ]
+
+
+#: Why retries stopped (``job.retryExhausted.reason``): the limit of the `Retry` policy reached.
+ExhaustedBy: TypeAlias = Literal["max_attempts", "max_duration"]
+#: Which Task handler scheduled the execution (``task.scheduled.trigger``).
+ScheduleTrigger: TypeAlias = Literal["event", "execute", "idle", "error"]
 
 
 #: The bits ``uuid.uuid4`` fixes: the version (4) and the RFC 4122 variant.
@@ -169,9 +177,11 @@ class JobEvent(Event):
 
 @attrs.frozen(kw_only=True)
 class JobStarted(JobEvent):
-    """A job instance was created."""
+    """A job instance was created; ``input`` is what created it, as JSON builtins (a
+    Continuous start's input, a Task's first event)."""
 
     type: ClassVar[str] = "job.started"
+    input: object = None
 
 
 @attrs.frozen(kw_only=True)
@@ -199,11 +209,13 @@ class JobFailed(JobEvent):
 
 @attrs.frozen(kw_only=True)
 class JobRetryExhausted(JobEvent):
-    """Every retry attempt failed."""
+    """Every retry attempt failed: ``reason`` is the limit that ended them
+    (``"max_attempts"`` or ``"max_duration"``), ``error`` the last attempt's error."""
 
     type: ClassVar[str] = "job.retryExhausted"
     attempts: int
-    reason: str | None = None
+    reason: ExhaustedBy
+    error: ErrorInfo
 
 
 @attrs.frozen(kw_only=True)
@@ -235,11 +247,13 @@ class DebounceFlushed(JobEvent):
 
 @attrs.frozen(kw_only=True)
 class TaskScheduled(JobEvent):
-    """A task scheduled its execution with ``ctx.schedule``."""
+    """A task scheduled its execution with ``ctx.schedule``; ``trigger`` names the handler
+    that did: ``"event"`` (``on_event``), ``"execute"``, ``"idle"`` (``on_idle``) or
+    ``"error"`` (``on_error``)."""
 
     type: ClassVar[str] = "task.scheduled"
     scheduled_at: datetime
-    trigger: str
+    trigger: ScheduleTrigger
 
 
 class Tracker(Protocol):

@@ -73,8 +73,8 @@ class FailureLog:
         )
 
     def _job_exhausted(self, event: JobRetryExhausted) -> None:
-        error = getattr(event, "error", None)
-        text = getattr(error, "message", error) if error is not None else event.reason
+        # The last attempt's traceback was logged with its job.failed record.
+        text = event.error.message
         extra = _job_fields(event) | {
             "attempt": event.attempts,
             "will_retry": False,
@@ -83,8 +83,8 @@ class FailureLog:
             "traceback": None,
         }
         self._log(
-            "%s gave up after %d attempts: %s",
-            (event.instance_id, event.attempts, text),
+            "%s gave up after %d attempts (%s): %s",
+            (event.instance_id, event.attempts, event.reason, text),
             extra,
         )
 

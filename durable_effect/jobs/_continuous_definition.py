@@ -20,6 +20,7 @@ from durable_effect._codec import codec_for, decode_json, encode_builtins
 from durable_effect._duration import Duration
 from durable_effect._effect import Effect, Gen
 from durable_effect._events import (
+    ExhaustedBy,
     JobExecuted,
     JobFailed,
     JobRetryExhausted,
@@ -98,8 +99,7 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
             return ContinuousStartResult(created=False, instance_id=iid, status=existing.status)
         now = tx.now()
         tx.put(self._state.key, data)
-        started = JobStarted(**event_fields(tx))
-        tx.emit(started)
+        tx.emit(JobStarted(**event_fields(tx), input=decode_json(data)))
         meta = Meta(
             status="running",
             run_count=0,
@@ -112,13 +112,15 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
         run = Run(run_count=1, attempt=1, scheduled_at=now, started_at=now, first_started_at=now)
         pre_state = self._pre_state(tx)
         exit_ = yield from self._attempt(tx, run)
-        if failed(exit_) and self._failure_decision(run, tx.now()) != "retry":
+        if failed(exit_) and self.retry is None:
+            # Nothing is written (the instance never existed); its events are reported.
             _report_failure(tx, run, exit_.error, pre_state, will_retry=False)
-            tx.events.remove(started)  # nothing is written: the instance never existed
             yield from execution_error(tx.ref, exit_.error)
+        # With a retry policy the start returns as any failed run does: retried later, or
+        # (attempts already spent: ``Retry(1)``) exhausted and purged.
         settled = self._settle(tx, meta, run, exit_, pre_state, next_tick=meta.next_run_at)
         status: Literal["running", "terminated"] = (
-            "terminated" if settled == "terminated" else "running"
+            "terminated" if settled in ("terminated", "exhausted") else "running"
         )
         return ContinuousStartResult(created=True, instance_id=iid, status=status)
 
@@ -290,12 +292,10 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
             tx.rollback(point)
         return exit_
 
-    def _failure_decision(self, run: Run, now: datetime) -> Literal["retry", "exhausted", "record"]:
-        if self.retry is None:
-            return "record"
-        if self.retry.should_retry(run.attempt, now - run.first_started_at):
-            return "retry"
-        return "exhausted"
+    def _exhausted_by(self, run: Run, now: datetime) -> ExhaustedBy | None:
+        """Which limit of ``retry`` (given) stops retrying ``run``; None: it is retried."""
+        assert self.retry is not None
+        return self.retry.exhausted_by(run.attempt, now - run.first_started_at)
 
     def _settle(
         self,
@@ -326,22 +326,27 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
             )
             return "ok"
         now = tx.now()
-        message = error_info(exit_.error).message
-        decision = self._failure_decision(run, now)
-        _report_failure(tx, run, exit_.error, pre_state, will_retry=decision == "retry")
-        if decision == "exhausted":
-            tx.emit(JobRetryExhausted(**event_fields(tx), attempts=run.attempt, reason=message))
+        info = error_info(exit_.error)
+        exhausted = None if self.retry is None else self._exhausted_by(run, now)
+        will_retry = self.retry is not None and exhausted is None
+        _report_failure(tx, run, exit_.error, pre_state, will_retry=will_retry)
+        if exhausted is not None:
+            tx.emit(
+                JobRetryExhausted(
+                    **event_fields(tx), attempts=run.attempt, reason=exhausted, error=info
+                )
+            )
             tx.purge()
             return "exhausted"
         pending = None
-        if decision == "retry" and self.retry is not None:
+        if will_retry and self.retry is not None:
             pending = PendingRetry(
                 attempt=run.attempt + 1,
                 at=now + self.retry.delay_for(run.attempt, self._rng),
                 scheduled_at=run.scheduled_at,
                 first_started_at=run.first_started_at,
             )
-        _store(tx, _after_run(meta, run, next_tick, last_error=message, retry=pending))
+        _store(tx, _after_run(meta, run, next_tick, last_error=info.message, retry=pending))
         return "retry" if pending is not None else "recorded"
 
     def _pre_state(self, tx: InstanceTx) -> object:

@@ -175,17 +175,24 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
         """Keep the batch for another try (or drop it when retries ran out); True if kept."""
         now = tx.now()
         first = batch.first_try_at if batch.first_try_at is not None else started
+        exhausted = (
+            None if self.retry is None else self.retry.exhausted_by(batch.attempt, now - first)
+        )
         if self.retry is None:
             retry_at: datetime | None = now + self.flush_after
-        elif self.retry.should_retry(batch.attempt, now - first):
+        elif exhausted is None:
             retry_at = now + self.retry.delay_for(batch.attempt, self._rng)
         else:
             retry_at = None
-        info = error_info(error)
         tx.emit(self._failed(tx, batch, error, will_retry=retry_at is not None))
-        if retry_at is None:
+        if exhausted is not None:
             tx.emit(
-                JobRetryExhausted(**event_fields(tx), attempts=batch.attempt, reason=info.message)
+                JobRetryExhausted(
+                    **event_fields(tx),
+                    attempts=batch.attempt,
+                    reason=exhausted,
+                    error=error_info(error),
+                )
             )
             close_batch(tx, self._dedupe)
             return False

@@ -60,7 +60,8 @@ __all__ = [
 
 S = TypeVar("S")
 
-#: The handlers of a Task, as named in ``error_source`` and ``task.scheduled.trigger``.
+#: The handlers of a Task, as named in ``error_source`` (``task.scheduled.trigger`` names
+#: them as the seed does: ``"event"``, ``"execute"``, ``"idle"``, ``"error"``).
 Phase: TypeAlias = Literal["on_event", "execute", "on_idle", "on_error"]
 #: Why ``on_idle`` runs: the handler after which nothing was scheduled.
 IdleReason: TypeAlias = Literal["on_event", "execute"]

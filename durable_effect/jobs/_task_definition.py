@@ -15,7 +15,7 @@ import attrs
 
 from durable_effect import _log
 from durable_effect._backoff import Backoff, Retry
-from durable_effect._codec import Codec
+from durable_effect._codec import Codec, encode_builtins
 from durable_effect._effect import Effect, Gen
 from durable_effect._events import JobRetryExhausted, JobStarted
 from durable_effect.errors import DuplicateEventError, ExecutionError, ValidationError
@@ -95,9 +95,9 @@ class TaskDefinition(JobDefinition, Generic[S, I]):
         if event_id is not None:  # remembered (and the stale ones forgotten) only on commit
             marks.remember(event_id)
         marks.write(tx)
+        if created:  # reported even if the send fails (nothing is written then)
+            tx.emit(JobStarted(**event_fields(tx), input=encode_builtins(value)))
         mark = len(tx.events)
-        if created:
-            tx.emit(JobStarted(**event_fields(tx)))
 
         def build(session: TaskSession[S]) -> Effect[None, BaseException]:
             return self.on_event(value, TaskEventContext(session, is_first_event=created))
@@ -216,14 +216,17 @@ class TaskDefinition(JobDefinition, Generic[S, I]):
         policy = self.retry if self.retry is not None else DEFAULT_ALARM_RETRY
         current = META.load(tx)
         assert current is not None
-        will_retry = policy.should_retry(attempt, tx.now() - started)
-        self.runner.unhandled(tx, mark, end, attempt=attempt, will_retry=will_retry)
-        if will_retry:
+        exhausted = policy.exhausted_by(attempt, tx.now() - started)
+        self.runner.unhandled(tx, mark, end, attempt=attempt, will_retry=exhausted is None)
+        if exhausted is None:
             tx.set_alarm(tx.now() + policy.delay_for(attempt))
             META.save(tx, attrs.evolve(current, retry_attempt=attempt, retry_started_at=started))
             return
-        message = error_info(end.error).message
-        tx.emit(JobRetryExhausted(**event_fields(tx), attempts=attempt, reason=message))
+        tx.emit(
+            JobRetryExhausted(
+                **event_fields(tx), attempts=attempt, reason=exhausted, error=error_info(end.error)
+            )
+        )
 
     def _execute_chain(self, tx: InstanceTx, *, attempt: int) -> Effect[Ended]:
         def build(session: TaskSession[S]) -> Effect[None, BaseException]:

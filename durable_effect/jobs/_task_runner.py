@@ -22,7 +22,14 @@ import attrs
 
 from durable_effect._codec import decode_json
 from durable_effect._effect import Effect, Gen
-from durable_effect._events import Event, JobExecuted, JobFailed, JobTerminated, TaskScheduled
+from durable_effect._events import (
+    Event,
+    JobExecuted,
+    JobFailed,
+    JobTerminated,
+    ScheduleTrigger,
+    TaskScheduled,
+)
 from durable_effect._exit import Exit
 from durable_effect.errors import ExecutionError, ValidationError
 from durable_effect.jobs._exec import error_info, execution_error, failed, run_user, terminated
@@ -59,6 +66,13 @@ OnError: TypeAlias = Callable[[BaseException, TaskErrorContext[S]], Effect[None,
 Build: TypeAlias = Callable[[TaskSession[S]], Effect[None, BaseException]]
 
 _MS = timedelta(milliseconds=1)
+#: ``task.scheduled.trigger``: the seed's name of the handler that set the schedule.
+_TRIGGERS: dict[Phase, ScheduleTrigger] = {
+    "on_event": "event",
+    "execute": "execute",
+    "on_idle": "idle",
+    "on_error": "error",
+}
 
 #: How a handler (or a chain of them) ended: its ``Exit`` — a ``Terminate`` defect when it
 #: terminated the instance (``_exec.terminated``).
@@ -229,4 +243,4 @@ class TaskRunner(Generic[S]):
             META.save(tx, attrs.evolve(meta, retry_attempt=0, retry_started_at=None))
         at = tx.alarm_at
         if at is not None:
-            tx.emit(TaskScheduled(**event_fields(tx), scheduled_at=at, trigger=phase))
+            tx.emit(TaskScheduled(**event_fields(tx), scheduled_at=at, trigger=_TRIGGERS[phase]))

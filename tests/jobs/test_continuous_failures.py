@@ -13,7 +13,7 @@ import pytest
 
 from durable_effect import Effect, ExecutionError
 from durable_effect._backoff import Backoff, Retry
-from durable_effect._events import JobExecuted, JobFailed, JobRetryExhausted
+from durable_effect._events import JobExecuted, JobFailed, JobRetryExhausted, JobStarted
 from durable_effect._log import NONE
 from durable_effect.jobs._continuous import Continuous, ContinuousContext, ContinuousStartResult
 from durable_effect.storage import Storage
@@ -59,8 +59,9 @@ async def test_start_failing_without_retry_fails_and_writes_nothing(url: str) ->
         assert not await exists(rt, IID)
         assert await rt.advance("1 hour") == 0
         assert len(probe.calls) == 1
-        # The failure is reported; the instance never existed, so no job.started.
-        assert types_of(rt.events) == ["job.failed"]
+        # Nothing is written, but the call's events are reported as the seed does.
+        assert types_of(rt.events) == ["job.started", "job.failed"]
+        assert of_type(rt.events, JobStarted)[0].input == {"n": 0, "tries": 0}
         failed = of_type(rt.events, JobFailed)[0]
         assert (failed.will_retry, failed.attempt, failed.run_count) == (False, 1, 1)
 
@@ -239,10 +240,13 @@ async def test_exhausted_retries_emit_retry_exhausted_and_purge(url: str) -> Non
         exhausted = of_type(rt.events, JobRetryExhausted)[0]
         assert (exhausted.attempts, exhausted.reason, exhausted.timestamp) == (
             2,
-            "Boom: code=2",
+            "max_attempts",
             at(11),
         )
-        assert exhausted.to_wire()["type"] == "job.retryExhausted"
+        assert exhausted.error.message == "Boom: code=2"
+        wire = exhausted.to_wire()
+        assert (wire["type"], wire["reason"]) == ("job.retryExhausted", "max_attempts")
+        assert wire["error"] == {"message": "Boom: code=2", "stack": None}
         assert await rt.advance("1 hour") == 0
         assert len(probe.calls) == 3
 
@@ -256,7 +260,34 @@ async def test_max_duration_bounds_the_retries(url: str) -> None:
         await rt.advance("1 hour")
         # Attempts at 00:10, 00:11, 00:12; a fourth (00:13) would end past 150 s.
         assert [(c.run_count, c.attempt) for c in probe.calls] == [(1, 1), (2, 1), (2, 2), (2, 3)]
-        assert of_type(rt.events, JobRetryExhausted)[0].attempts == 3
+        exhausted = of_type(rt.events, JobRetryExhausted)[0]
+        assert (exhausted.attempts, exhausted.reason) == (3, "max_duration")
+
+
+@pytest.mark.parametrize("policy", [Retry(1), Retry(1, max_duration="1 s")])
+async def test_a_start_with_its_attempts_spent_is_exhausted_like_any_run(
+    url: str, policy: Retry
+) -> None:
+    """``Retry(max_attempts=1)``: the failed first run is the last attempt. The start returns
+    (as with any policy), ``job.retryExhausted`` follows ``job.failed``, the instance is
+    purged; not the no-policy path (a failed call with ``ExecutionError``)."""
+    probe = Probe(default="fail")
+    job = counter_job(probe, retry=policy)
+    async with TestRuntime({"counter": job}, storage=url) as rt:
+        h = rt.client.continuous(job)
+        result = await h.start(id="a", input=Counter(n=0))
+        assert result == ContinuousStartResult(created=True, instance_id=IID, status="terminated")
+        assert (await h.status("a")).status == "not_found"
+        assert not await exists(rt, IID)
+        assert types_of(rt.events) == ["job.started", "job.failed", "job.retryExhausted"]
+        assert not of_type(rt.events, JobFailed)[0].will_retry
+        exhausted = of_type(rt.events, JobRetryExhausted)[0]
+        assert (exhausted.attempts, exhausted.reason) == (1, "max_attempts")
+        assert exhausted.error.message == "Boom: code=1"
+        assert await rt.advance("1 hour") == 0
+        assert len(probe.calls) == 1
+        # The id can start afresh.
+        assert (await h.start(id="a", input=Counter(n=5))).created
 
 
 async def test_retries_of_defects_too(url: str) -> None:

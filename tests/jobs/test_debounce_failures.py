@@ -228,7 +228,8 @@ async def test_retries_exhausted_drop_the_batch(url: str) -> None:
             (3, False, at(7)),
         ]
         [exhausted] = [e for e in rt.events if isinstance(e, JobRetryExhausted)]
-        assert exhausted.attempts == 3
+        assert (exhausted.attempts, exhausted.reason) == (3, "max_attempts")
+        assert exhausted.error.message == failures(rt)[-1].error.message
         assert exhausted.timestamp == at(7)
         assert exhausted.type == "job.retryExhausted"
         assert exhausted.instance_id == IID

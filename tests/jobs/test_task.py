@@ -343,7 +343,7 @@ async def test_schedule_accepts_every_when_form(
         assert (status.status, status.scheduled_at) == ("active", expected)
         assert (await boxes.get_state("a")).scheduled_at == expected
         scheduled = of_type(rt.events, TaskScheduled)
-        assert [(e.scheduled_at, e.trigger) for e in scheduled] == [(expected, "on_event")]
+        assert [(e.scheduled_at, e.trigger) for e in scheduled] == [(expected, "event")]
         await rt.advance(expected - T0 - timedelta(milliseconds=1))
         assert fired == []  # never early
         await rt.advance(timedelta(milliseconds=1))
@@ -472,7 +472,7 @@ async def test_execute_can_schedule_itself_again(kind: str, tmp_path: Path) -> N
         assert runs == [1, 2, 3]
         triggers = [(e.trigger, e.scheduled_at) for e in of_type(rt.events, TaskScheduled)]
         assert triggers == [
-            ("on_event", at(minutes=1)),
+            ("event", at(minutes=1)),
             ("execute", at(minutes=2)),
             ("execute", at(minutes=3)),
         ]
@@ -528,8 +528,8 @@ async def test_on_idle_after_on_event_when_nothing_is_scheduled(kind: str, tmp_p
         assert reasons == ["on_event"]
         assert (await boxes.status("b")).scheduled_at == at(hours=1)
         assert [(e.id, e.trigger) for e in of_type(rt.events, TaskScheduled)] == [
-            ("a", "on_event"),
-            ("b", "on_idle"),
+            ("a", "event"),
+            ("b", "idle"),
         ]
         await rt.advance("5 minutes")  # a's execute schedules nothing: idle → on_idle
         assert reasons == ["on_event", "execute"]
@@ -786,9 +786,10 @@ async def test_wire_form_of_task_events(kind: str, tmp_path: Path) -> None:
         await rt.client.task(job).send(id="a", event=Ping())
         wire = [e.to_wire() for e in rt.events]
         assert [w["type"] for w in wire] == ["job.started", "task.scheduled"]
+        assert wire[0]["input"] == {"type": "Ping"}  # the event that created the instance
         scheduled = wire[1]
         assert scheduled["scheduledAt"] == "2026-01-01T00:01:30.000Z"
-        assert scheduled["trigger"] == "on_event"
+        assert scheduled["trigger"] == "event"
         assert (scheduled["instanceId"], scheduled["id"], scheduled["jobName"]) == (
             "task:box:a",
             "a",

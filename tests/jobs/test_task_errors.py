@@ -22,7 +22,13 @@ from durable_effect import (
     ValidationError,
 )
 from durable_effect._backoff import Retry
-from durable_effect._events import JobFailed, JobRetryExhausted, JobTerminated, TaskScheduled
+from durable_effect._events import (
+    JobFailed,
+    JobRetryExhausted,
+    JobStarted,
+    JobTerminated,
+    TaskScheduled,
+)
 from durable_effect.jobs._continuous import Continuous, ContinuousContext
 from durable_effect.jobs._task import DEFAULT_ALARM_RETRY, Task, TaskDefinition
 from durable_effect.jobs._task_context import (
@@ -227,7 +233,9 @@ async def test_a_failing_on_event_fails_the_send_and_writes_nothing(
         )
         assert (await boxes.status("a")).status == "not_found"
         assert not (await snapshot(rt, "task:box:a")).exists
-        assert types_of(rt.events) == ["job.failed"]  # no job.started: nothing was created
+        # Nothing was written, but the call's events are reported: its job.started first.
+        assert types_of(rt.events) == ["job.started", "job.failed"]
+        assert of_type(rt.events, JobStarted)[0].input == {"type": "Ping"}
         (failed,) = of_type(rt.events, JobFailed)
         assert failed.error.message == "Boom: code=1"
         assert failed.will_retry is False
@@ -366,7 +374,7 @@ async def test_a_failed_handler_is_rolled_back_before_on_error_runs(
         (failed,) = of_type(rt.events, JobFailed)
         assert (failed.error.message, failed.will_retry) == ("Boom: code=1", False)
         scheduled = of_type(rt.events, TaskScheduled)
-        assert [e.trigger for e in scheduled] == ["on_event", "on_error"]
+        assert [e.trigger for e in scheduled] == ["event", "error"]
 
 
 async def test_on_error_that_fails_too_fails_the_call_and_writes_nothing(
@@ -520,7 +528,8 @@ async def test_a_failing_alarm_is_retried_like_a_durable_object_alarm(
         assert [e.attempt for e in failed] == [1, 2, 3, 4, 5, 6, 7]
         assert {e.run_count for e in failed} == {1}
         (exhausted,) = of_type(rt.events, JobRetryExhausted)
-        assert (exhausted.attempts, exhausted.reason) == (7, "Boom: code=7")
+        assert (exhausted.attempts, exhausted.reason) == (7, "max_attempts")
+        assert exhausted.error.message == "Boom: code=7"
         assert exhausted.timestamp == at(hours=1, seconds=126)
         status = await boxes.status("a")
         assert (status.status, status.scheduled_at, status.execute_count) == ("idle", None, 1)

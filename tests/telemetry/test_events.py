@@ -63,6 +63,8 @@ def sample(tp: object, name: str) -> object:
     if tp is object:
         return {"count": 1, "tags": ["a"]}
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return typing.get_args(tp)[0]
     if origin is typing.Union or origin is types.UnionType:
         return sample(next(a for a in typing.get_args(tp) if a is not type(None)), name)
     if origin in (list, tuple):
@@ -158,6 +160,7 @@ def test_snake_case_attributes() -> None:
         "id": "a",
         "jobType": "debounce",
         "jobName": "batch",
+        "input": None,
     }
 
 
