@@ -109,7 +109,7 @@ def test_text_logs_name_every_failure_and_show_a_defects_traceback_once(db: Path
     assert typed[:3] == [
         "ERROR   task:typed:t failed (attempt 1, will retry): Refused: why='no stock'",
         "ERROR   task:typed:t failed (attempt 2, no retry): Refused: why='no stock'",
-        "ERROR   task:typed:t gave up after 2 attempts: Refused: why='no stock'",
+        "ERROR   task:typed:t gave up after 2 attempts (max_attempts): Refused: why='no stock'",
     ]
     assert all(traces[m] == "" for m in typed)  # typed failures: no traceback
 
