@@ -91,6 +91,7 @@ def test_the_quickstart_app_runs_as_a_script_and_stops_on_ctrl_c(quickstart_app:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "KeyboardInterrupt" not in err
+    assert re.search(r" INFO tick$", err, flags=re.M), err  # the start's run logged its tick
     again = start([sys.executable, "app.py"], quickstart_app)
     assert again.stdout is not None
     assert read_until(again.stdout, r"^resumed user-1; Ctrl-C to stop$", 30)
