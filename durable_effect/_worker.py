@@ -114,12 +114,16 @@ class Worker:
         self._signalled += 1
         name = signal.Signals(sig).name
         if self._signalled == 1:
-            _LOG.info(
-                "%s: stopping; waiting for %d in-flight handler(s) (%s again to stop at once)",
-                name,
-                len(self._inflight),
-                name,
-            )
+            inflight = len(self._inflight)
+            if inflight:  # one line that fits a terminal with a timestamp before it
+                _LOG.info(
+                    "%s: stopping after %d in-flight handler(s); %s again aborts",
+                    name,
+                    inflight,
+                    name,
+                )
+            else:
+                _LOG.info("%s: stopping", name)
             self._stopping.set()
         else:
             _LOG.warning("%s again: aborting %d in-flight handler(s)", name, len(self._inflight))

@@ -133,7 +133,11 @@ def table(
     """A table with upper-case headers that fits ``width`` columns (``(none)`` if empty).
 
     The widest cells are cut (ending in ``…``) until it fits, never below 8 characters and
-    never in the ``fixed`` columns.
+    never in the ``fixed`` columns; headers are cut too only when nothing else is left.
+
+    >>> print(table(["id", "labels/error"], [["r1", "-"]], width=14), end="")
+    ID  LABELS/ER…
+    r1  -
     """
     if not rows:
         return "(none)\n"
@@ -144,13 +148,15 @@ def table(
         widths[i] if c in fixed else min(widths[i], max(len(c), _MIN_COLUMN))
         for i, c in enumerate(columns)
     ]
-    while sum(widths) + 2 * (len(widths) - 1) > width:
-        shrinkable = [i for i in range(len(widths)) if widths[i] > floors[i]]
-        if not shrinkable:
-            break
-        widest = max(shrinkable, key=lambda i: widths[i])
-        widths[widest] -= 1
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    headers_cut = [w if c in fixed else _MIN_COLUMN for c, w in zip(columns, floors, strict=True)]
+    for limits in (floors, headers_cut):
+        while sum(widths) + 2 * (len(widths) - 1) > width:
+            shrinkable = [i for i in range(len(widths)) if widths[i] > limits[i]]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= 1
+    lines = ["  ".join(_fit(c.upper(), w) for c, w in zip(columns, widths, strict=True))]
     for row in flat:
         lines.append("  ".join(_fit(v, w) for v, w in zip(row, widths, strict=True)))
     return "".join(line.rstrip() + "\n" for line in lines)

@@ -6,6 +6,7 @@ They fit the terminal (see ``_output``); ``--json`` bypasses them and prints the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from durable_effect._codec import encode_json
@@ -19,6 +20,15 @@ _BAR = 30
 
 def _iso(value: object) -> str:
     return cell(to_plain(value))
+
+
+def _at(value: datetime | None) -> str:
+    """An instant in a table: UTC to the second (``--json`` and ``runs show`` keep it whole).
+
+    >>> _at(datetime(2026, 12, 7, 15, 53, 5, 790610, tzinfo=UTC))
+    '2026-12-07T15:53:05Z'
+    """
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json(value: object) -> str:
@@ -52,7 +62,7 @@ def runs_table(runs: Sequence[Run[Any, Any]]) -> str:
             run.id,
             run.status,
             _progress(run),
-            _iso(run.created_at),
+            _at(run.created_at),
             _took(run),
             run.error if run.error else _labels(run.labels),
         ]
@@ -101,7 +111,7 @@ def steps_table(steps: Sequence[StepRecord]) -> str:
             step.name,
             step.status,
             str(step.attempts),
-            _iso(step.started_at),
+            _at(step.started_at),
             _step_took(step),
             step.error if step.error is not None else _json(step.output),
         ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -37,15 +38,21 @@ RUN_FIELDS = {
 }
 
 
-def _jobs(db: Path) -> DurableJobs:
-    return DurableJobs(dict(worker_app.jobs.registry), storage=f"sqlite:///{db}", clock=TestClock())
+def _jobs(db: Path, clock: TestClock | None = None) -> DurableJobs:
+    return DurableJobs(
+        dict(worker_app.jobs.registry),
+        storage=f"sqlite:///{db}",
+        clock=clock if clock is not None else TestClock(),
+    )
 
 
-def make_runs(db: Path, *, text: str = "hello", run: bool = True) -> tuple[str, str]:
+def make_runs(
+    db: Path, *, text: str = "hello", run: bool = True, clock: TestClock | None = None
+) -> tuple[str, str]:
     """A failed ``wf`` run and a completed ``ok`` run (labelled); their ids."""
 
     async def go() -> tuple[str, str]:
-        async with _jobs(db) as jobs:
+        async with _jobs(db, clock) as jobs:
             failed = await jobs.client.workflow(worker_app.wf).trigger(5, labels={"team": "ops"})
             done = await jobs.client.workflow(worker_app.ok).trigger(
                 text, labels={"team": "ops", "batch": "7"}
@@ -95,6 +102,24 @@ def test_runs_list_is_a_table_that_fits_100_columns(db: Path) -> None:
             assert len(last) >= 20
         else:
             assert last == detail
+
+
+def test_tables_fit_100_columns_with_instants_of_a_real_clock(db: Path) -> None:
+    """Instants with microseconds (as a real clock gives) are shown to the second in the
+    tables, so the header and rows still fit; ``--json`` keeps them whole."""
+    clock = TestClock(datetime(2026, 12, 7, 15, 53, 5, 790610, tzinfo=UTC))
+    _, done = make_runs(db, clock=clock)
+    listed = cli(db, "runs", "list", APP, "ok")
+    assert listed.returncode == 0, listed.stderr
+    header, row = narrow(listed.stdout)
+    assert header.split()[-1] == "LABELS/ERROR"
+    assert "  2026-12-07T15:53:05Z  " in row
+    shown = cli(db, "runs", "show", APP, "ok", done)
+    assert shown.returncode == 0, shown.stderr
+    lines = narrow(shown.stdout)
+    assert "2026-12-07T15:53:05Z" in lines[lines.index("") + 2]  # a step's started_at
+    whole = cli(db, "runs", "list", APP, "ok", "--json")
+    assert json.loads(whole.stdout)[0]["created_at"] == "2026-12-07T15:53:05.790610Z"
 
 
 def test_runs_list_json_is_the_whole_runs(db: Path) -> None:
