@@ -24,6 +24,18 @@ def environment(db: Path | None = None, extra: Mapping[str, str] | None = None) 
     return env
 
 
+def spawn(db: Path | None, *args: str, cwd: Path = ROOT) -> subprocess.Popen[str]:
+    """Start one CLI command (stdout and stderr piped, text) for a test to read and stop."""
+    return subprocess.Popen(
+        [*COMMAND, *args],
+        cwd=cwd,
+        env=environment(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def cli(
     db: Path | None,
     *args: str,

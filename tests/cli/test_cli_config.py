@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 import durable_effect
 from durable_effect.cli._parser import build_parser
-from tests.cli.runner import COMMAND, ROOT, cli, environment
+from tests.cli.runner import ROOT, cli, spawn
 
 pytestmark = pytest.mark.live
 
@@ -108,14 +107,7 @@ def test_ctrl_c_ends_a_command_quietly(tmp_path: Path) -> None:
         db, "runs", "trigger", APP, "importCsv", "--input", '{"filename": "a", "rows": 5}', "--json"
     )
     run_id = json.loads(trig.stdout)["run_id"]
-    watcher = subprocess.Popen(
-        [*COMMAND, "runs", "watch", APP, "importCsv", run_id],
-        cwd=ROOT,
-        env=environment(db),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    watcher = spawn(db, "runs", "watch", APP, "importCsv", run_id)
     try:
         assert watcher.stdout is not None
         assert watcher.stdout.readline().startswith("pending")  # it is watching: interrupt it

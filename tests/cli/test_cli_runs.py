@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from durable_effect import DurableJobs
 from durable_effect.testing import TestClock
 from tests.cli import worker_app
-from tests.cli.runner import COMMAND, ROOT, cli, environment
+from tests.cli.runner import cli, spawn
 
 pytestmark = pytest.mark.live
 
@@ -212,14 +211,7 @@ def test_runs_cancel_says_the_run_is_cancelled(db: Path) -> None:
 
 def test_runs_watch_json_streams_one_json_line_per_change(db: Path) -> None:
     _, pending = make_runs(db, run=False)
-    watcher = subprocess.Popen(
-        [*COMMAND, "runs", "watch", APP, "ok", pending, "--json"],
-        cwd=ROOT,
-        env=environment(db),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    watcher = spawn(db, "runs", "watch", APP, "ok", pending, "--json")
     try:
         assert watcher.stdout is not None
         first = json.loads(watcher.stdout.readline())  # it has looked once: now run it
