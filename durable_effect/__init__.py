@@ -42,6 +42,7 @@ from durable_effect.jobs._continuous_context import ContinuousContext
 from durable_effect.jobs._debounce import Debounce
 from durable_effect.jobs._debounce_context import DebounceContext, DebounceEventContext
 from durable_effect.jobs._debounce_definition import DebounceDefinition
+from durable_effect.jobs._instances import InstanceInfo, InstancePage
 from durable_effect.jobs._task import Task, TaskDefinition
 from durable_effect.jobs._task_context import (
     TaskContext,
@@ -59,6 +60,7 @@ from durable_effect.workflow import (
     Workflow,
     WorkflowDefinition,
 )
+from durable_effect.workflow._pages import RunPage
 
 __all__ = [
     "Backoff",
@@ -80,7 +82,9 @@ __all__ = [
     "Err",
     "ExecutionError",
     "Gen",
+    "InstanceInfo",
     "InstanceNotFoundError",
+    "InstancePage",
     "InvalidStateError",
     "JobNotFoundError",
     "JobsClient",
@@ -94,6 +98,7 @@ __all__ = [
     "RunCancelledError",
     "RunFailedError",
     "RunTimeoutError",
+    "RunPage",
     "SchedulerError",
     "Step",
     "StepRecord",

@@ -89,6 +89,7 @@ class Worker:
         if stop_on:  # now a signal stops it gracefully: say so
             names = "/".join(signal.Signals(sig).name for sig in stop_on)
             _LOG.info("worker %s running (%s to stop)", self.owner, names)
+        indexes = loop.create_task(self._ensure_indexes())
         try:
             while not self._stopping.is_set():
                 claimed_any = await self._claim_and_start()
@@ -103,8 +104,10 @@ class Worker:
                     continue  # maybe more are due
                 await self._sleep_until_next()
         finally:
+            indexes.cancel()
             if self._inflight:
                 await asyncio.wait(self._inflight)
+            await asyncio.gather(indexes, return_exceptions=True)
             for sig in stop_on:
                 loop.remove_signal_handler(sig)
             self._signalled = 0
@@ -151,6 +154,7 @@ class Worker:
         """
         if max_alarms is not None and max_alarms < 0:
             raise ValueError(f"max_alarms must be at least 0, got {max_alarms}")
+        await self._engine.indexes.ensure_all()
         fired = 0
         try:
             while True:
@@ -171,6 +175,20 @@ class Worker:
         finally:
             self.fired += fired
         return fired
+
+    async def _ensure_indexes(self) -> None:
+        """Beside the alarms: build the index entries a store from before indexes lacks,
+        and arm the retention sweeps (``_runtime._indexes``); retried while storage fails."""
+        failures = 0
+        while True:
+            try:
+                await self._engine.indexes.ensure_all()
+                return
+            except StorageError as exc:
+                failures += 1
+                delay = self._backoff.delay(failures)
+                _LOG.warning("worker: building indexes failed (%s); retrying in %s", exc, delay)
+                await asyncio.sleep(delay.total_seconds())
 
     async def _claim_and_start(self) -> bool | None:
         free = self.concurrency - len(self._inflight)

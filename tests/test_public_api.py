@@ -41,6 +41,9 @@ PUBLIC = {
         "StepTimeoutError",
         "RunCancelledError",
         "LeaseLostError",
+        "RunPage",
+        "InstancePage",
+        "InstanceInfo",
     ],
     "durable_effect.errors": ["TaggedError", "ValidationError", "ExecutionError"],
     "durable_effect.storage": [

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar, overload
 
+from durable_effect._client import _instances
 from durable_effect._client._base import EngineSource
 from durable_effect._client._continuous import ContinuousHandle
 from durable_effect._client._debounce import DebounceHandle
 from durable_effect._client._task import TaskHandle
 from durable_effect._client._workflow import WorkflowHandle
+from durable_effect._effect import Effect, async_effect
 from durable_effect._runtime._registry import Registry
-from durable_effect.errors import TaggedError
+from durable_effect.errors import JobNotFoundError, StorageError, TaggedError, ValidationError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import ContinuousDefinition
 from durable_effect.jobs._debounce import DebounceDefinition
+from durable_effect.jobs._instances import InstancePage
 from durable_effect.jobs._task import TaskDefinition
 from durable_effect.workflow._definition import WorkflowDefinition
 
@@ -82,6 +86,34 @@ class JobsClient:
         """The handle of a Task job."""
         name, definition = self._lookup("task", job)
         return TaskHandle(self._engine, name, definition)
+
+    def instances(
+        self,
+        job: str | JobDefinition | None = None,
+        status: str | Sequence[str] | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Effect[InstancePage, JobNotFoundError | ValidationError | StorageError]:
+        """Job instances (Continuous, Debounce, Task) newest first: of ``job`` (a name or a
+        definition; every such job when ``None``), with ``status`` (one or several:
+        ``running``/``paused``, ``debouncing``, ``active``/``idle``), at most ``limit`` (up
+        to 1,000), past the cursor ``after`` (a page's ``next_cursor``).
+
+        An `InstancePage`: a list of `InstanceInfo` with ``next_cursor``, ``None`` exactly
+        on the last page. A page costs time in proportion to the page.
+        """
+
+        async def run() -> Effect[InstancePage, JobNotFoundError | ValidationError | StorageError]:
+            try:
+                engine = await self._engine()
+                page = await _instances.list_instances(
+                    engine, job=job, status=status, limit=limit, after=after
+                )
+            except (JobNotFoundError, ValidationError, StorageError) as exc:
+                return Effect.fail(exc)
+            return Effect.succeed(page)
+
+        return async_effect(run)
 
     @overload
     def workflow(self, job: WorkflowDefinition[I, O, E, V]) -> WorkflowHandle[I, O, E, V]: ...

@@ -37,6 +37,7 @@ from durable_effect.errors import (
     ValidationError,
 )
 from durable_effect.workflow._definition import WorkflowDefinition
+from durable_effect.workflow._pages import RunPage
 from durable_effect.workflow._queries import RunQueries
 from durable_effect.workflow._results import (
     Coalesce,
@@ -198,10 +199,33 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E,
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> Effect[list[Run[I, O]], _Lookup]:
-        """Runs newest first, filtered by status (one or several) and labels (AND-ed),
-        ``limit`` of them after skipping ``offset``."""
-        return self._query(lambda q: q.list_runs(status, labels, limit, offset))
+        after: str | None = None,
+    ) -> Effect[RunPage[I, O], _Lookup]:
+        """Runs newest first, filtered by status (one or several, OR-ed) and labels
+        (AND-ed): at most ``limit`` (up to 1,000) of them, past the cursor ``after`` (a
+        page's ``next_cursor``) or after skipping ``offset`` — not both.
+
+        A `RunPage`: a list of runs with ``next_cursor``, ``None`` exactly on the last page.
+        A page costs time in proportion to the page (to the runs carrying the rarest pair
+        with several label pairs; ``offset`` costs the runs it skips), not to the number of
+        retained runs. ``ValidationError`` names a bad argument.
+        """
+
+        return self._query(lambda q: q.list_runs(status, labels, limit, offset, after))
+
+    def count_runs(
+        self,
+        status: RunStatus | Sequence[RunStatus] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Effect[dict[RunStatus, int], _Lookup]:
+        """How many runs have each status (every status a key, 0 when none), among those
+        with ``status`` (one or several) and every label in ``labels``.
+
+        Read from counts kept with the commits (with several label pairs: the runs
+        carrying the rarest pair are checked), not by reading every run.
+        """
+
+        return self._query(lambda q: q.count_runs(status, labels))
 
     def steps(self, run_id: str) -> Effect[list[StepRecord], InstanceNotFoundError | _Lookup]:
         """The run's completed and failed steps in order, with outputs, errors and timings."""

@@ -40,15 +40,18 @@ from durable_effect._interpreter import run_exit
 from durable_effect._runtime._bus import EventBus, Listener
 from durable_effect._runtime._feed import feed_entries
 from durable_effect._runtime._hooks import HandlerHooks
+from durable_effect._runtime._indexes import IndexBuild
 from durable_effect._runtime._kept import KeptLeases
 from durable_effect._runtime._locks import LocalLocks
 from durable_effect._runtime._registry import Registry
 from durable_effect._runtime._renewal import Renewals
 from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.jobs._index_keys import JOB_META_TYPE
 from durable_effect.jobs._instance import InstanceRef, InstanceTx
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Lease,
@@ -91,6 +94,8 @@ class Engine:
         self.locks = LocalLocks()
         self.renewals = Renewals(self.extend, lease_ttl.total_seconds() / 3)
         self.kept = KeptLeases(storage.lease_linger, lease_ttl, self.release_quietly)
+        #: The index entries of registered jobs: known complete, or built (``_indexes``).
+        self.indexes = IndexBuild(self)
         if self.kept.enabled:
             storage.add_wanted_listener(self.kept.wanted)
 
@@ -202,6 +207,29 @@ class Engine:
         """Instance ids starting with ``prefix``, in id order (``Storage.list_instances``)."""
         return await self.storage.list_instances(prefix, after=after, limit=limit)
 
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+        descending: bool = False,
+    ) -> Sequence[IndexHit]:
+        """Index entries in ``(key, instance_id)`` order (``Storage.scan_index``)."""
+        return await self.storage.scan_index(
+            indexes, limit=limit, after=after, until=until, descending=descending
+        )
+
+    async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
+        """How many entries each index holds (``Storage.count_index``)."""
+        return await self.storage.count_index(indexes)
+
+    async def ensure_indexes(self, names: Sequence[str]) -> None:
+        """Make sure the index entries of the registered jobs ``names`` are complete
+        (building those a store from before indexes lacks, ``_indexes``)."""
+        await self.indexes.ensure(names)
+
     async def wait_for_change(self, timeout: float) -> None:
         """Until something was committed (in this process or, where the storage can tell,
         another) or ``timeout`` real seconds passed."""
@@ -264,8 +292,12 @@ class Engine:
             tx = self.new_tx(ref, claimed.snapshot, hooks)
             due_at = claimed.due_at
 
+            on_alarm = (
+                definition.on_meta_alarm if ref.job_type == JOB_META_TYPE else definition.on_alarm
+            )
+
             def handler(txs: Sequence[InstanceTx]) -> Effect[None, Any]:
-                return definition.on_alarm(txs[0], due_at)
+                return on_alarm(txs[0], due_at)
 
             try:
                 outcome = await self._run_and_settle(
@@ -298,8 +330,16 @@ class Engine:
     def new_tx(
         self, ref: InstanceRef, snapshot: InstanceSnapshot, hooks: HandlerHooks | None = None
     ) -> InstanceTx:
-        """A buffered view of ``ref`` over ``snapshot`` (reading the engine's clock)."""
-        return InstanceTx(ref, snapshot, self.clock.now, hooks)
+        """A buffered view of ``ref`` over ``snapshot`` (reading the engine's clock), with the
+        indexer of the job that owns it (its index entries commit with its records)."""
+        return InstanceTx(ref, snapshot, self.clock.now, hooks, self.registry.indexer_for(ref))
+
+    async def try_acquire(self, ids: Sequence[str]) -> Acquired | None:
+        """Lease ``ids`` (all or none) without waiting; ``None`` when one of them is held."""
+        await self.kept.drop(ids)
+        return await self.storage.acquire(
+            ids, owner=self.owner, now=self.clock.now(), ttl=self.lease_ttl
+        )
 
     async def acquire(self, ids: Sequence[str]) -> Acquired:
         """Lease ``ids``, waiting (bounded) while another process holds one of them."""

@@ -4,9 +4,11 @@ The engine gives every handler's ``InstanceTx`` these hooks (``TxHooks`` in
 ``jobs/_instance``): checkpoints — commits made *during* the handler under its leases,
 fenced by their generation, optionally guarded (``unless_present``) or releasing the leases
 (the handler's last) — a commit together with another instance leased for a moment
-(``checkpoint_with``), a lease-free read of another instance (``peek``), the current lease
-of an instance (``lease_of``) and a listener for lease renewals (``on_renewed``). Each
-checkpoint commit carries its events as feed entries (``HookHost.feed_of``).
+(``checkpoint_with``), or with several leased only if none is held (``try_commit_with``),
+lease-free reads of other instances (``peek``, ``peek_many``) and of index entries
+(``scan_index``), the current lease of an instance (``lease_of``) and a listener for lease
+renewals (``on_renewed``). Each checkpoint commit carries its events as feed entries
+(``HookHost.feed_of``).
 
 The hooks use the engine only through the small ``HookHost`` protocol below.
 """
@@ -14,12 +16,12 @@ The hooks use the engine only through the small ``HookHost`` protocol below.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from durable_effect._events import Event
 from durable_effect.jobs._instance import InstanceRef, InstanceTx
-from durable_effect.storage._port import Acquired, InstanceSnapshot, Lease, Storage
+from durable_effect.storage._port import Acquired, IndexHit, InstanceSnapshot, Lease, Storage
 
 __all__ = ["HandlerHooks", "HookHost"]
 
@@ -45,6 +47,10 @@ class HookHost(Protocol):
 
     async def acquire(self, ids: Sequence[str]) -> Acquired:
         """Lease ``ids`` (bounded wait; ``StorageError`` when they stay held)."""
+        ...
+
+    async def try_acquire(self, ids: Sequence[str]) -> Acquired | None:
+        """Lease ``ids`` without waiting (``None`` when one of them is held)."""
         ...
 
     def new_tx(self, ref: InstanceRef, snapshot: InstanceSnapshot) -> InstanceTx:
@@ -140,21 +146,44 @@ class HandlerHooks:
     async def checkpoint_with(
         self, tx: InstanceTx, other: InstanceRef, mutate: Callable[[InstanceTx], R]
     ) -> R:
-        host = self._host
         # No wait for ``other``'s local lock while holding our own: two handlers that
         # checkpoint into each other would deadlock. The lease wait is bounded instead.
-        acquired = await host.acquire([other.instance_id])
-        other_tx = host.new_tx(other, acquired.snapshots[other.instance_id])
+        acquired = await self._host.acquire([other.instance_id])
+        return await self._commit_with(tx, [other], acquired, lambda txs: mutate(txs[0]))
+
+    async def try_commit_with(
+        self,
+        tx: InstanceTx,
+        others: Sequence[InstanceRef],
+        mutate: Callable[[Sequence[InstanceTx]], R],
+    ) -> R | None:
+        acquired = await self._host.try_acquire([ref.instance_id for ref in others])
+        if acquired is None:
+            return None
+        return await self._commit_with(tx, others, acquired, mutate)
+
+    async def _commit_with(
+        self,
+        tx: InstanceTx,
+        others: Sequence[InstanceRef],
+        acquired: Acquired,
+        mutate: Callable[[Sequence[InstanceTx]], R],
+    ) -> R:
+        """Apply ``mutate`` to the leased ``others``, commit them with ``tx``'s buffered
+        writes (keeping the handler's leases) and the feed of every event, release them,
+        publish what they emitted."""
+        host = self._host
+        other_txs = [host.new_tx(ref, acquired.snapshots[ref.instance_id]) for ref in others]
         try:
-            result = mutate(other_tx)
+            result = mutate(other_txs)
         except BaseException:
             await host.release_quietly(acquired.leases)
             raise
-        writes = [w for w in (tx.to_write(), other_tx.to_write()) if w is not None]
+        writes = [w for t in (tx, *other_txs) if (w := t.to_write()) is not None]
         unfed = self.unfed
         try:
             both = [*self._leases, *acquired.leases]
-            feed = self._feed([*tx.events, *other_tx.events])
+            feed = self._feed([*tx.events, *(e for t in other_txs for e in t.events)])
             await host.storage.commit(both, writes, release=False, feed=feed)
         except BaseException:
             self.unfed = unfed
@@ -163,9 +192,22 @@ class HandlerHooks:
         await host.release_quietly(acquired.leases)
         tx.rebase()
         self._publish(tx)
-        host.publish(other_tx.events)
+        host.publish([event for t in other_txs for event in t.events])
         return result
 
     async def peek(self, instance_id: str) -> InstanceSnapshot:
         snapshots = await self._host.storage.load([instance_id])
         return snapshots[instance_id]
+
+    async def peek_many(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        return await self._host.storage.load(instance_ids)
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+    ) -> Sequence[IndexHit]:
+        return await self._host.storage.scan_index(indexes, limit=limit, after=after, until=until)

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Mapping
 
 from durable_effect.errors import JobNotFoundError
 from durable_effect.jobs._base import JobDefinition
-from durable_effect.jobs._instance import InstanceRef
+from durable_effect.jobs._index_keys import JOB_META_TYPE
+from durable_effect.jobs._instance import Indexer, InstanceRef
 
 __all__ = ["Registry"]
 
@@ -39,6 +40,12 @@ class Registry:
                 )
             checked[name] = definition
         self._by_name = checked
+        #: The indexer of each job's own instances, by (job type, job name).
+        self._indexers: dict[tuple[str, str], Indexer] = {}
+        for name, definition in checked.items():
+            indexer = definition.indexer(name)
+            if indexer is not None:
+                self._indexers[(definition.job_type, name)] = indexer
 
     def __iter__(self) -> Iterator[tuple[str, JobDefinition]]:
         return iter(self._by_name.items())
@@ -50,13 +57,27 @@ class Registry:
             raise JobNotFoundError(job_type=job_type, job_name=name)
         return definition
 
+    def indexer_for(self, ref: InstanceRef) -> Indexer | None:
+        """The indexer of a registered job's instance (``None`` for anything else)."""
+        return self._indexers.get((ref.job_type, ref.job_name))
+
     def for_instance(self, instance_id: str) -> tuple[InstanceRef, JobDefinition] | None:
-        """The definition an instance id belongs to, or ``None`` if it is not registered."""
+        """The definition an instance id belongs to, or ``None`` if it is not registered.
+
+        A job's bookkeeping instance (``jobmeta:{name}:{job_type}``) belongs to the job.
+        """
         try:
             ref = InstanceRef.parse(instance_id)
         except ValueError:
             return None
         definition = self._by_name.get(ref.job_name)
-        if definition is None or definition.job_type != ref.job_type:
+        if definition is None:
+            return None
+        job_type = ref.id if ref.job_type == JOB_META_TYPE else ref.job_type
+        if definition.job_type != job_type:
             return None
         return ref, definition
+
+    def named(self, name: str) -> JobDefinition | None:
+        """The definition registered as ``name``, whatever its type."""
+        return self._by_name.get(name)

@@ -6,11 +6,13 @@ job's handle.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from returns.pipeline import is_successful
 
+from durable_effect._client import _instances
 from durable_effect._codec import decode_json
 from durable_effect._effect import Effect
 from durable_effect._jobs import DurableJobs
@@ -24,7 +26,7 @@ from durable_effect.cli._app import (
     opened,
     storage_label,
 )
-from durable_effect.cli._output import emit, to_plain
+from durable_effect.cli._output import emit
 from durable_effect.errors import (
     InstanceNotFoundError,
     JobNotFoundError,
@@ -44,6 +46,7 @@ __all__ = [
     "cmd_send",
     "cmd_start",
     "cmd_trigger",
+    "emit_page",
     "exit_code",
     "failed",
     "handle_of",
@@ -190,32 +193,69 @@ def simple(method: str, *allowed: str) -> Handler:
 
 async def cmd_instances_list(args: argparse.Namespace) -> int:
     async def body(jobs: DurableJobs) -> int:
-        rows: list[dict[str, object]] = []
-        for name, definition in jobs.registry:
-            if args.type and definition.job_type != args.type:
-                continue
-            if (args.name and name != args.name) or definition.job_type == "workflow":
-                continue
-            prefix = f"{definition.job_type}:{name}:"
-            client: Any = jobs.client
-            handle = getattr(client, definition.job_type)(name)
-            for instance_id in await jobs.storage.list_instances(prefix):
-                result = await Effect.run_async(handle.status(instance_id[len(prefix) :]))
-                if not is_successful(result):
-                    continue
-                status: Any = to_plain(result.unwrap())
-                if status.get("status") == "not_found":
-                    continue
-                if args.status and status.get("status") != args.status:
-                    continue
-                rows.append(
-                    {"type": definition.job_type, "job": name, "id": instance_id[len(prefix) :]}
-                    | status
-                )
-        emit(rows, as_json=args.json)
+        names = [
+            name
+            for name, definition in jobs.registry
+            if definition.job_type != "workflow"
+            and (not args.type or definition.job_type == args.type)
+            and (not args.name or name == args.name)
+        ]
+        if args.name and not names:
+            _job_type(jobs, args.name)  # unknown: exit 3; else a workflow or another type
+            raise CliError(f"{args.name!r} is not a {args.type or 'job with instances'}", 2)
+        engine = jobs.engine
+        try:
+            page = await _instances.list_instances(
+                engine,
+                job=None,
+                status=args.status,
+                limit=args.limit,
+                after=args.after,
+                names=names,
+            )
+            counts = await _instances.count_instances(engine, names)
+        except (ValidationError, StorageError) as exc:
+            raise failed(exc) from None
+        rows = [
+            {
+                "type": i.job_type,
+                "job": i.job_name,
+                "id": i.id,
+                "status": i.status,
+                "next_alarm_at": i.next_alarm_at,
+                "created_at": i.created_at,
+            }
+            for i in page
+        ]
+        emit_page("instances", rows, page.next_cursor, counts, as_json=args.json)
         return 0
 
     return await with_app(args, body)
+
+
+def emit_page(
+    what: str,
+    rows: Sequence[object],
+    next_cursor: str | None,
+    counts: Mapping[str, int],
+    *,
+    as_json: bool,
+    table: str | None = None,
+) -> None:
+    """A page of a listing: JSON ``{what: [...], "next_cursor", "counts"}``, or the table
+    (``table``, else ``rows`` as one) with a line of counts and how to get the next page."""
+    if as_json:
+        emit({what: list(rows), "next_cursor": next_cursor, "counts": dict(counts)}, as_json=True)
+        return
+    if table is None:
+        emit(list(rows), as_json=False)
+    else:
+        sys.stdout.write(table)
+    total = sum(counts.values())
+    detail = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+    sys.stdout.write(f"{len(rows)} shown of {total}" + (f" ({detail})" if detail else "") + "\n")
+    if next_cursor is not None:
+        sys.stdout.write(f"next page: --after {next_cursor}\n")
 
 
 # -- migrate, demo -----------------------------------------------------------------------
@@ -223,9 +263,20 @@ async def cmd_instances_list(args: argparse.Namespace) -> int:
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
     # Without APP: --storage, else $DURABLE_EFFECT_STORAGE, else the default file.
-    storage = load_app(args.app, args.storage).storage if args.app else migrate_target(args.storage)
-    await open_storage_or_fail(storage)
-    await storage.close()
+    if args.app:
+        jobs = load_app(args.app, args.storage)
+        storage = jobs.storage
+        async with opened(jobs):
+            try:
+                # The index entries a store from before indexes lacks (see _runtime._indexes).
+                await jobs.engine.indexes.ensure_all()
+            except StorageError as exc:
+                label = storage_label(storage)
+                raise CliError(f"storage {label}: {one_line(str(exc))}", STORAGE_FAILED) from None
+    else:
+        storage = migrate_target(args.storage)
+        await open_storage_or_fail(storage)
+        await storage.close()
     emit(
         {"migrated": True, "storage": storage.scheme, "url": storage_label(storage)},
         as_json=args.json,

@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reason", default=None, metavar="TEXT", help="recorded in the job.terminated event"
     )
 
+    after_help = "the next page: the cursor a page printed (next page: --after CURSOR)"
     instances = sub.add_parser(
         "instances", help="job instances (list)", description="Job instances."
     ).add_subparsers(metavar="COMMAND")
@@ -133,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--name", metavar="JOB", help="only the job of this name")
     listing.add_argument(
         "--status",
+        action="append",
         metavar="STATUS",
-        help="only instances with this status (running, paused, debouncing, active, idle)",
+        help="only instances with this status (running, paused, debouncing, active, idle;"
+        " repeatable, OR-ed)",
     )
+    listing.add_argument(
+        "--limit", type=_at_least(0), default=50, metavar="N", help="most instances listed (50)"
+    )
+    listing.add_argument("--after", metavar="CURSOR", help=after_help)
 
     runs = sub.add_parser(
         "runs",
@@ -152,11 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     label_help = "a label, key=value (repeatable; AND-ed)"
     rl = run_cmd("list", r.cmd_runs_list, "list runs, newest first", with_id=False)
-    rl.add_argument("--status", choices=_RUN_STATUSES, help="only runs with this status")
+    rl.add_argument(
+        "--status",
+        action="append",
+        choices=_RUN_STATUSES,
+        help="only runs with this status (repeatable, OR-ed)",
+    )
     rl.add_argument("--label", action="append", metavar="KEY=VALUE", help=label_help)
     rl.add_argument(
         "--limit", type=_at_least(0), default=50, metavar="N", help="most runs listed (50)"
     )
+    rl.add_argument("--after", metavar="CURSOR", help=after_help)
     rt = run_cmd("trigger", r.cmd_runs_trigger, "trigger a new run", with_id=False)
     rt.add_argument("--input", required=True, metavar="JSON", help="the run's input as JSON")
     rt.add_argument(

@@ -10,6 +10,7 @@ from durable_effect.cli._app import CliError
 from durable_effect.cli._commands import (
     Handler,
     call,
+    emit_page,
     handle_of,
     json_arg,
     run_call,
@@ -47,12 +48,14 @@ def labels_arg(pairs: list[str] | None) -> dict[str, str] | None:
 async def cmd_runs_list(args: argparse.Namespace) -> int:
     async def body(jobs: DurableJobs) -> int:
         handle = handle_of(jobs, args.workflow, "workflow")
-        eff = handle.list_runs(status=args.status, labels=labels_arg(args.label), limit=args.limit)
-        runs = await call(eff)
-        if args.json:
-            emit_json(runs)
-        else:
-            sys.stdout.write(runs_table(runs))
+        labels = labels_arg(args.label)
+        status = args.status or None
+        page = await call(
+            handle.list_runs(status=status, labels=labels, limit=args.limit, after=args.after)
+        )
+        counts = await call(handle.count_runs(status=status, labels=labels))
+        table = None if args.json else runs_table(page)
+        emit_page("runs", list(page), page.next_cursor, counts, as_json=args.json, table=table)
         return 0
 
     return await with_app(args, body)

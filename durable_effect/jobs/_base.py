@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import ClassVar, Never
 
 from durable_effect._effect import Effect
-from durable_effect.jobs._instance import InstanceTx
+from durable_effect.jobs._instance import Indexer, InstanceTx
 
 __all__ = ["JobDefinition"]
 
@@ -29,6 +29,25 @@ class JobDefinition(abc.ABC):
     @abc.abstractmethod
     def log_level(self) -> int:
         """Records below this level from the job's handlers are dropped."""
+
+    def indexer(self, name: str) -> Indexer | None:
+        """What index entries the job's instances get when registered as ``name`` (none by
+        default). The runtime commits them with the records they depend on."""
+        return None
+
+    def index_version(self) -> str:
+        """Changes whenever the entries the indexer gives change (a rebuild is then due)."""
+        return "1"
+
+    def meta_alarm(self, now: datetime) -> datetime | None:
+        """The alarm the job's bookkeeping instance needs when it has none (none by
+        default; workflows with ``retain``: the retention sweep, at once)."""
+        return None
+
+    def on_meta_alarm(self, tx: InstanceTx, due_at: datetime) -> Effect[None, Never]:
+        """Handle the alarm of the job's bookkeeping instance ``tx`` (by default: drop it)."""
+        tx.set_alarm(None)
+        return Effect.succeed(None)
 
     @abc.abstractmethod
     def on_alarm(self, tx: InstanceTx, due_at: datetime) -> Effect[None, Never]:

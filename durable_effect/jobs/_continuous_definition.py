@@ -50,6 +50,7 @@ from durable_effect.jobs._exec import (
     terminated,
     validated,
 )
+from durable_effect.jobs._index_keys import ContinuousIndexer
 from durable_effect.jobs._instance import InstanceTx, event_fields
 from durable_effect.jobs._records import Record
 
@@ -84,6 +85,10 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
     @property
     def log_level(self) -> int:
         return _log.level_for(self.logging)
+
+    def indexer(self, name: str) -> ContinuousIndexer:
+        """Instances listed by status, newest first (see ``_index_keys``)."""
+        return ContinuousIndexer(name)
 
     # -- client operations -------------------------------------------------------------
 

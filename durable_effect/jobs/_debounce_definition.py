@@ -45,6 +45,7 @@ from durable_effect.jobs._debounce_results import (
 )
 from durable_effect.jobs._dedupe import Dedupe
 from durable_effect.jobs._exec import error_info, execution_error, run_user, validated
+from durable_effect.jobs._index_keys import DebounceIndexer
 from durable_effect.jobs._instance import InstanceTx, event_fields, validate_id
 from durable_effect.jobs._records import Record
 
@@ -91,6 +92,10 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     @property
     def log_level(self) -> int:
         return self._log_level
+
+    def indexer(self, name: str) -> DebounceIndexer:
+        """Instances listed by status, newest first (see ``_index_keys``)."""
+        return DebounceIndexer(name)
 
     # -- the batch ------------------------------------------------------------------------
 

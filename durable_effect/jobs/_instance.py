@@ -4,6 +4,11 @@ An ``InstanceTx`` is a pure, in-memory view of one instance during one handler: 
 from the committed snapshot, buffers record writes, the alarm change and telemetry events,
 and can roll back to a savepoint (a failed attempt's writes are discarded). The runtime turns
 what is left into one atomic storage commit. Nothing here does I/O.
+
+An ``Indexer`` (given by the job that owns the instance) says which index entries the
+instance's records give; ``to_write`` adds the new entries to the write when a record they
+depend on changed and the entries differ from the committed ones, so the entries are always
+committed with the records they describe.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from durable_effect.errors import ValidationError
 from durable_effect.storage._port import (
     KEEP,
     AlarmChange,
+    IndexHit,
     InstanceSnapshot,
     InstanceWrite,
     Keep,
@@ -27,6 +33,7 @@ from durable_effect.storage._port import (
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "Indexer",
     "InstanceRef",
     "InstanceTx",
     "Savepoint",
@@ -106,6 +113,23 @@ class Savepoint:
     alarm: AlarmChange
 
 
+class Indexer(Protocol):
+    """The index entries of an instance, as a function of its records (and alarm).
+
+    ``keys`` are the records the entries depend on; ``uses_alarm`` whether they depend on
+    the alarm too. ``entries`` must be cheap and must not fail on records the job wrote.
+    """
+
+    keys: frozenset[str]
+    uses_alarm: bool
+
+    def entries(
+        self, ref: InstanceRef, get: Callable[[str], bytes | None], alarm_at: datetime | None
+    ) -> Mapping[str, str]:
+        """Index name -> key for an instance whose records ``get`` reads."""
+        ...
+
+
 class TxHooks(Protocol):
     """What the runtime offers a long handler (workflows) beyond one final commit."""
 
@@ -150,11 +174,49 @@ class TxHooks(Protocol):
         """Call ``listener`` after each renewal of a lease; an event it returns is published."""
         ...
 
+    async def peek_many(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
+        """Read other instances' committed snapshots (no lease), in one storage call."""
+        ...
+
+    async def try_commit_with(
+        self,
+        tx: InstanceTx,
+        others: Sequence[InstanceRef],
+        mutate: Callable[[Sequence[InstanceTx]], T],
+    ) -> T | None:
+        """Lease every one of ``others`` without waiting, apply ``mutate`` to them, commit
+        them with ``tx``'s buffered writes, release them. ``None`` (nothing done) when one
+        of them is held. If ``mutate`` raises, nothing is committed and it propagates."""
+        ...
+
+    async def scan_index(
+        self,
+        indexes: Sequence[str],
+        *,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        until: str | None = None,
+    ) -> Sequence[IndexHit]:
+        """``Storage.scan_index`` (ascending)."""
+        ...
+
 
 class InstanceTx:
     """One handler's buffered view of one instance (see the module docstring)."""
 
-    __slots__ = ("_alarm", "_base", "_changes", "_now", "_purged", "events", "hooks", "ref")
+    __slots__ = (
+        "_alarm",
+        "_base",
+        "_base_index",
+        "_changes",
+        "_now",
+        "_purged",
+        "_written_index",
+        "events",
+        "hooks",
+        "indexer",
+        "ref",
+    )
 
     def __init__(
         self,
@@ -162,15 +224,20 @@ class InstanceTx:
         snapshot: InstanceSnapshot,
         now: Callable[[], datetime],
         hooks: TxHooks | None = None,
+        indexer: Indexer | None = None,
     ):
         self.ref = ref
         self.hooks = hooks
+        self.indexer = indexer
         self._base = snapshot
         self._now = now
         self._changes: dict[str, bytes | None] = {}
         self._purged = False
         self._alarm: AlarmChange = KEEP
         self.events: list[Event] = []
+        # The entries of the committed snapshot once known, and those of the last write.
+        self._base_index: Mapping[str, str] | None = None
+        self._written_index: Mapping[str, str] | None = None
 
     @property
     def instance_id(self) -> str:
@@ -263,13 +330,35 @@ class InstanceTx:
             deletes=deletes,
             purge=self._purged,
             alarm=alarm,
+            index=KEEP if self.indexer is None else self._index_change(alarm),
         )
+
+    def _index_change(self, alarm: AlarmChange) -> Mapping[str, str] | Keep:
+        """The instance's new index entries, or ``KEEP`` when they stay as committed."""
+        indexer = self.indexer
+        assert indexer is not None
+        self._written_index = None
+        changes, base = self._changes, self._base.records
+        if not self._purged:
+            touched = [k for k in indexer.keys if k in changes and changes[k] != base.get(k)]
+            if not touched and not (indexer.uses_alarm and not isinstance(alarm, Keep)):
+                return KEEP
+        new = indexer.entries(self.ref, self.get, self.alarm_at)
+        self._written_index = new
+        if self._purged:
+            return new  # a purge drops the committed entries: write them again if any
+        old = self._base_index
+        if old is None:
+            old = indexer.entries(self.ref, base.get, self._base.alarm_at)
+        return KEEP if new == old else new
 
     def rebase(self) -> None:
         """After a checkpoint commit: what was buffered is now the committed snapshot."""
         self._base = InstanceSnapshot(
             instance_id=self.instance_id, records=self.records(), alarm_at=self.alarm_at
         )
+        if self._written_index is not None:
+            self._base_index, self._written_index = self._written_index, None
         self._changes = {}
         self._purged = False
         self._alarm = KEEP

@@ -10,7 +10,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from durable_effect.storage._port import FEED_ENTRY_MAX, InstanceWrite, Keep, Lease
+from durable_effect.storage._port import (
+    FEED_ENTRY_MAX,
+    MAX_INDEX_ENTRIES,
+    MAX_INDEX_KEY,
+    MAX_INDEX_NAME,
+    MAX_SCAN_INDEXES,
+    InstanceWrite,
+    Keep,
+    Lease,
+)
 
 __all__ = [
     "prefix_upper",
@@ -39,13 +48,6 @@ __all__ = [
 
 #: A stored instance id: a user id of 512 characters plus the job type and name.
 MAX_ID_LENGTH: Final = 1024
-#: Index names: 1..256 characters. Keys: at most 128 characters (kept short: every entry
-#: is a row of a B-tree ordered by name, key and instance id).
-MAX_INDEX_NAME: Final = 256
-MAX_INDEX_KEY: Final = 128
-#: Entries one instance may have; indexes one ``scan_index`` or ``count_index`` may name.
-MAX_INDEX_ENTRIES: Final = 1024
-MAX_SCAN_INDEXES: Final = 256
 
 
 def instant(value: datetime) -> datetime:

@@ -276,6 +276,11 @@ class MemoryStorage(Storage):
                 out[position] = name
         return [IndexHit(index=n, key=k, instance_id=i) for (k, i), n in out.items()]
 
+    async def load_index(self, instance_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        self._check_open("load_index")
+        entries = self._shared.entries
+        return {i: dict(entries.get(i, {})) for i in instance_ids}
+
     async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
         self._check_open("count_index")
         return {n: len(self._shared.indexes.get(n, ())) for n in _check_indexes(indexes)}

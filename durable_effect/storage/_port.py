@@ -66,6 +66,10 @@ import attrs
 
 __all__ = [
     "KEEP",
+    "MAX_INDEX_ENTRIES",
+    "MAX_INDEX_KEY",
+    "MAX_INDEX_NAME",
+    "MAX_SCAN_INDEXES",
     "Acquired",
     "AlarmChange",
     "Claimed",
@@ -78,6 +82,15 @@ __all__ = [
     "Lease",
     "Storage",
 ]
+
+
+#: Index names have 1..256 characters, keys at most 128 (every entry is a row of a B-tree
+#: ordered by name, key and instance id: they are kept short); an instance has at most
+#: 1,024 entries; one ``scan_index`` or ``count_index`` names at most 256 indexes.
+MAX_INDEX_NAME: Final = 256
+MAX_INDEX_KEY: Final = 128
+MAX_INDEX_ENTRIES: Final = 1024
+MAX_SCAN_INDEXES: Final = 256
 
 
 class Keep:
@@ -350,6 +363,10 @@ class Storage(abc.ABC):
         returned once, with the least of those index names. The cost is
         proportional to ``limit`` times the number of indexes, never to the index sizes.
         """
+
+    @abc.abstractmethod
+    async def load_index(self, instance_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        """The index entries (index name -> key) of each instance, empty when it has none."""
 
     @abc.abstractmethod
     async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:

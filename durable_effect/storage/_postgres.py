@@ -669,6 +669,20 @@ class PostgresStorage(Storage):
 
         return await self._run("scan_index", work, idempotent=True)
 
+    async def load_index(self, instance_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        self._require_open("load_index")
+        ids = list(dict.fromkeys(instance_ids))
+        found: dict[str, dict[str, str]] = {i: {} for i in ids}
+        wanted = [i for i in ids if storable(i)]
+        if wanted:
+
+            async def work(conn: AsyncConnection[TupleRow]) -> list[tuple[Any, ...]]:
+                return await (await conn.execute(self._sql.load_index, (wanted,))).fetchall()
+
+            for instance_id, name, key in await self._run("load_index", work, idempotent=True):
+                found[str(instance_id)][str(name)] = str(key)
+        return found
+
     async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
         self._require_open("count_index")
         names = check_indexes(indexes)

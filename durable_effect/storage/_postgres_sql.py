@@ -187,6 +187,7 @@ _OPERATIONS: Final = (
     "scan_index_asc",
     "scan_index_desc",
     "count_index",
+    "load_index",
 )
 
 
@@ -250,6 +251,7 @@ class Statements:
         self.scan_index_asc: Composed | bytes = compose(query["scan_index_asc"])
         self.scan_index_desc: Composed | bytes = compose(query["scan_index_desc"])
         self.count_index: Composed | bytes = compose(query["count_index"])
+        self.load_index: Composed | bytes = compose(query["load_index"])
 
     def render(self, conn: AsyncConnection[TupleRow]) -> None:
         """Render the operations' statements to bytes, once.

@@ -471,6 +471,22 @@ class SqliteStorage(Storage):
 
         return await self._group.read("scan_index", read, inline=limit * len(names) <= _INLINE_SCAN)
 
+    async def load_index(self, instance_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        self._check_open("load_index")
+        ids = list(instance_ids)
+
+        def read(conn: sqlite3.Connection) -> Mapping[str, Mapping[str, str]]:
+            found: dict[str, dict[str, str]] = {i: {} for i in ids}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(schema.LOAD_INDEX.format(marks=marks), chunk)
+                for instance_id, name, key in rows:
+                    found[instance_id][name] = key
+            return found
+
+        return await self._group.read("load_index", read, inline=len(ids) <= _INLINE_READ)
+
     async def count_index(self, indexes: Sequence[str]) -> Mapping[str, int]:
         self._check_open("count_index")
         names = _check_indexes(indexes)

@@ -158,6 +158,9 @@ NEXT_ALARM: Final = "SELECT MIN(due_at) FROM alarms"
 CLEAR_INDEX: Final = "DELETE FROM index_entries WHERE instance_id = ?"
 PUT_INDEX: Final = "INSERT INTO index_entries (instance_id, name, key) VALUES (?, ?, ?)"
 COUNT_INDEX: Final = "SELECT name, n FROM index_counts WHERE name IN ({marks})"
+LOAD_INDEX: Final = (
+    "SELECT instance_id, name, key FROM index_entries WHERE instance_id IN ({marks})"
+)
 
 
 def scan_sql(indexes: int, *, after: bool, until: bool, descending: bool) -> str:

@@ -102,6 +102,11 @@ class IndexContract:
         assert hits(found) == [("all", "1", "b"), ("all", "2", "a")]
         assert await storage.count_index(["all", "odd", "none"]) == {"all": 2, "odd": 1, "none": 0}
         assert (await storage.load(["a"]))["a"].records == {"k": b"1"}
+        assert await storage.load_index(["a", "b", "none"]) == {
+            "a": {"all": "2", "odd": "x"},
+            "b": {"all": "1"},
+            "none": {},
+        }
 
     async def test_a_fenced_commit_writes_no_entries(self, storage: Storage) -> None:
         got = await storage.acquire(["a", "b"], owner="w", now=T0, ttl=TTL)
@@ -184,9 +189,11 @@ class IndexContract:
         assert hits(await storage.scan_index(["l:x"], limit=5)) == [("l:x", "6", "a")]
         await set_index(storage, "a", KEEP, puts={"k": b"v"})
         assert hits(await storage.scan_index(["s:leased"], limit=5)) == [("s:leased", "", "a")]
+        assert await storage.load_index(["a"]) == {"a": {"s:leased": "", "l:x": "6"}}
         await set_index(storage, "a", {})
         assert await storage.count_index(["s:leased", "l:x"]) == {"s:leased": 0, "l:x": 0}
         assert (await storage.load(["a"]))["a"].records == {"k": b"v"}
+        assert await storage.load_index(["a"]) == {"a": {}}
 
     async def test_a_purge_drops_the_entries_unless_it_sets_new_ones(
         self, storage: Storage
@@ -197,6 +204,7 @@ class IndexContract:
         await set_index(storage, "b", {"j": "3"}, purge=True)
         assert hits(await storage.scan_index(["i", "j"], limit=5)) == [("j", "3", "b")]
         assert await storage.count_index(["i", "j"]) == {"i": 0, "j": 1}
+        assert await storage.load_index(["a", "b"]) == {"a": {}, "b": {"j": "3"}}
         assert not (await storage.load(["a"]))["a"].exists
 
     async def test_entries_need_no_records(self, storage: Storage) -> None:
@@ -318,6 +326,11 @@ class IndexContract:
             name = f"ix{TRICKY_TEXT[(n + 3) % len(TRICKY_TEXT)]}"
             listed = await storage.scan_index([name], limit=100)
             assert (name, TRICKY_TEXT[n % len(TRICKY_TEXT)], instance_id) in hits(listed)
+        loaded = await storage.load_index(ids)
+        for n, instance_id in enumerate(ids):
+            key = TRICKY_TEXT[n % len(TRICKY_TEXT)]
+            name = f"ix{TRICKY_TEXT[(n + 3) % len(TRICKY_TEXT)]}"
+            assert loaded[instance_id] == {name: key, "all": key}
         names = [f"ix{text}" for text in TRICKY_TEXT]
         counts = await storage.count_index(names)
         assert sum(counts.values()) == len(ids)
@@ -389,6 +402,8 @@ class IndexContract:
                     else:
                         await set_index(storage, instance_id, entries)
                         model[instance_id] = entries
+                mine = [f"{prefix}{n}" for n in range(6)]
+                assert await storage.load_index(mine) == {i: model.get(i, {}) for i in mine}
                 for name in ("s:a", "s:b", "l:\U0001f600", "l:%"):
                     expected = sorted((e[name], i) for i, e in model.items() if name in e)
                     got = await scan_all(storage, [name], page=2)

@@ -159,7 +159,7 @@ class TestRuntime:
         inside a handler) and nobody moves the clock within a second: only ``advance`` (or
         the test, moving ``clock`` meanwhile) lets it wake; the handler stays pending.
         """
-        await self.jobs.open()
+        await self._ready()
         before = self._fired
         earlier = set(self._handlers)
         while True:
@@ -193,7 +193,7 @@ class TestRuntime:
         Returns how many alarm handlers finished meanwhile. ``max_alarms`` bounds the alarms
         fired at any one instant (``RuntimeError`` past it).
         """
-        await self.jobs.open()
+        await self._ready()
         target = self.clock.now() + Duration.parse(duration)
         before = self._fired
         while True:
@@ -218,7 +218,7 @@ class TestRuntime:
             await self.jobs.aclose()
 
     async def __aenter__(self) -> TestRuntime:
-        await self.jobs.open()
+        await self._ready()
         return self
 
     async def __aexit__(
@@ -230,6 +230,12 @@ class TestRuntime:
         await self.aclose()
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _ready(self) -> None:
+        """Open storage, and make sure the jobs' index entries are there (as a worker does
+        when it starts: it also arms the retention sweeps)."""
+        await self.jobs.open()
+        await self.jobs.engine.indexes.ensure_all()
 
     async def _drain_now(self, max_alarms: int) -> None:
         """Fire what is due at the current instant until nothing more is, every handler

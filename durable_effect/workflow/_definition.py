@@ -2,9 +2,11 @@
 
 The definition is what the runtime sees of a workflow: its alarm handler (``on_alarm``:
 execute the run, ``_driver``), how a trigger item is validated (``prepare``) and how a
-committed run reads (``read_run``, ``read_steps``; ``expired`` once its retention is over).
-What a client call does to the instances it leased is in ``_operations``; the queries the
-client makes (listing, waiting, the cancel protocol) in ``_queries``.
+committed run reads (``read_run``, ``read_steps``; ``expired`` once its retention is over),
+which index entries a run gets (``indexer``, ``_index``) and the retention sweep its
+bookkeeping instance's alarm runs (``on_meta_alarm``, ``_retention``). What a client call
+does to the instances it leased is in ``_operations``; the queries the client makes
+(listing, waiting, the cancel protocol) in ``_queries``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._instance import InstanceTx, validate_id
 from durable_effect.workflow._driver import handle_alarm
 from durable_effect.workflow._failures import ErrorClasses
+from durable_effect.workflow._index import RunIndexer
 from durable_effect.workflow._operations import Prepared
 from durable_effect.workflow._records import (
     INPUT_KEY,
@@ -34,6 +37,7 @@ from durable_effect.workflow._records import (
     load_steps,
 )
 from durable_effect.workflow._results import FINISHED, Run, StepRecord, TriggerRequest
+from durable_effect.workflow._retention import sweep
 from durable_effect.workflow._step import Step
 from durable_effect.workflow._values import KnownTypes, decode_loose
 
@@ -94,6 +98,23 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
     @property
     def log_level(self) -> int:
         return self.level
+
+    def indexer(self, name: str) -> RunIndexer:
+        """Runs listed by status, label and purge time (see ``workflow._index``)."""
+        return RunIndexer(name, self.retain)
+
+    def index_version(self) -> str:
+        """The entries depend on ``retain`` (the purge instants): a change rebuilds them."""
+        kept = "-" if self.retain is None else str(self.retain // timedelta(microseconds=1))
+        return f"1:{kept}"
+
+    def meta_alarm(self, now: datetime) -> datetime | None:
+        """With ``retain``, the retention sweep (``_retention``): first at once."""
+        return None if self.retain is None else now
+
+    def on_meta_alarm(self, tx: InstanceTx, due_at: datetime) -> Effect[None, Never]:
+        """The retention sweep: purge a batch of runs past ``retain``, re-arm."""
+        return async_effect(lambda: sweep(self, tx))
 
     # -- the alarm ---------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ last committed step. One execution (``Execution.execute``):
    given back and a pending run of the key is woken next, and the runtime's settle releases
    the lease.
 
-A finished run's alarm is its retention: when it fires, the run is purged (``expire``).
+A finished run has no alarm: the workflow's retention sweep purges it (``_retention``). A
+finished run written by a release from before the sweep keeps the purge alarm that release
+gave it; when that fires, the run is purged (``expire``).
 What a failed run records of its error, and what a run past a deadline does, belong to the
 endings here (``_end_failed``, and the step boundary in ``_checkpoint``).
 """

@@ -15,7 +15,6 @@ The queries reach the runtime only through the ``WorkflowRuntime`` protocol (the
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
@@ -38,7 +37,9 @@ from durable_effect.errors import (
 from durable_effect.jobs._exec import validated
 from durable_effect.jobs._instance import InstanceRef, InstanceTx, validate_id
 from durable_effect.storage._port import InstanceSnapshot
+from durable_effect.workflow import _listing
 from durable_effect.workflow._definition import WorkflowDefinition
+from durable_effect.workflow._listing import ListingRuntime
 from durable_effect.workflow._operations import (
     ACTIVE_TEXT,
     Prepared,
@@ -49,13 +50,12 @@ from durable_effect.workflow._operations import (
     request_cancel,
     trigger,
 )
+from durable_effect.workflow._pages import RunPage
 from durable_effect.workflow._records import (
     INPUT_KEY,
-    JOB_TYPE,
     META,
     RunMeta,
     cancel_ref,
-    check_labels,
     idem_ref,
     key_ref,
     new_run_id,
@@ -95,7 +95,7 @@ _END_EVENTS = ("run:complete", "run:fail", "run:cancel", "run:delete")
 _CANCEL_ROUNDS = 50
 
 
-class WorkflowRuntime(Protocol):
+class WorkflowRuntime(ListingRuntime, Protocol):
     """What the queries need of the runtime (the engine gives exactly this)."""
 
     @property
@@ -155,6 +155,17 @@ def _only_storage(exc: Exception) -> StorageError:
 def _storage(thunk: Callable[[], Awaitable[T]]) -> Effect[T, StorageError]:
     """Await a storage read; a ``StorageError`` it raises is a typed failure."""
     return Effect.try_promise(thunk, catch=_only_storage)
+
+
+def _read_failure(exc: Exception) -> ValidationError | StorageError:
+    if isinstance(exc, ValidationError | StorageError):
+        return exc
+    raise exc
+
+
+def _listed(thunk: Callable[[], Awaitable[T]]) -> Effect[T, _Read]:
+    """Await a listing; the ``ValidationError`` or ``StorageError`` it raises is typed."""
+    return Effect.try_promise(thunk, catch=_read_failure)
 
 
 class RunQueries(Generic[I, O]):
@@ -218,50 +229,40 @@ class RunQueries(Generic[I, O]):
             yield from InstanceNotFoundError(instance_id=ref.instance_id)
         return (yield from validated(lambda: self.definition.read_steps(records)))
 
-    @Effect.gen
     def list_runs(
         self,
         status: RunStatus | Sequence[RunStatus] | None,
         labels: Mapping[str, str] | None,
         limit: int,
         offset: int,
-    ) -> Gen[list[Run[I, O]], _Read]:
-        """Runs newest first, filtered by status (one or several) and labels (AND-ed),
-        ``limit`` of them after skipping ``offset``."""
-        wanted = yield from validated(lambda: _check_statuses(status))
-        required = yield from validated(lambda: _check_labels(labels))
-        for field, value in (("limit", limit), ("offset", offset)):
-            given: object = value
-            if isinstance(given, bool) or not isinstance(given, int) or value < 0:
-                yield from _bad(field, f"must be an int >= 0, got {value!r}")
-        prefix = f"{JOB_TYPE}:{self.name}:"
-        found = yield from _storage(lambda: self.runtime.list_instances(prefix))
-        ids = list(found)
-        ids.reverse()
-        now = self.runtime.clock.now()
-        out: list[Run[I, O]] = []
-        skipped = 0
-        for start in range(0, len(ids), _PAGE):
-            if len(out) >= limit:
-                break
-            chunk = ids[start : start + _PAGE]
-            snaps = yield from _storage(functools.partial(self.runtime.load, chunk))
-            for iid in chunk:
-                read = functools.partial(
-                    self.definition.read_run, snaps[iid].records, iid[len(prefix) :], self.name, now
-                )
-                run = yield from validated(read)
-                if run is None or (wanted is not None and run.status not in wanted):
-                    continue
-                if any(run.labels.get(k) != v for k, v in required.items()):
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                out.append(run)
-                if len(out) >= limit:
-                    break
-        return out
+        after: str | None,
+    ) -> Effect[RunPage[I, O], _Read]:
+        """Runs newest first, on their index entries (``_listing``): filtered by status (one
+        or several) and labels (AND-ed), past the cursor ``after`` or ``offset`` runs."""
+        definition, name, runtime = self.definition, self.name, self.runtime
+        return _listed(
+            lambda: _listing.list_runs(
+                definition,
+                runtime,
+                name,
+                status=status,
+                labels=labels,
+                limit=limit,
+                offset=offset,
+                after=after,
+            )
+        )
+
+    def count_runs(
+        self,
+        status: RunStatus | Sequence[RunStatus] | None,
+        labels: Mapping[str, str] | None,
+    ) -> Effect[dict[RunStatus, int], _Read]:
+        """How many runs have each status, among those with ``status`` and ``labels``."""
+        definition, name, runtime = self.definition, self.name, self.runtime
+        return _listed(
+            lambda: _listing.count_runs(definition, runtime, name, status=status, labels=labels)
+        )
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -476,22 +477,3 @@ async def _wait_for_news(
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-def _check_statuses(status: object) -> frozenset[str] | None:
-    if status is None:
-        return None
-    given = [status] if isinstance(status, str) else status
-    if not isinstance(given, Sequence | frozenset | set):
-        raise _bad("status", f"must be a run status or a sequence of them, got {status!r}")
-    wanted = frozenset(str(s) for s in given)
-    unknown = wanted - _STATUSES
-    if unknown:
-        raise _bad("status", f"unknown run status {sorted(unknown)}; one of {sorted(_STATUSES)}")
-    return wanted
-
-
-def _check_labels(labels: object) -> dict[str, str]:
-    if labels is None:
-        return {}
-    return check_labels(labels)

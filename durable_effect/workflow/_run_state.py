@@ -96,8 +96,11 @@ def run_event_fields(ref: InstanceRef, now: datetime, labels: Mapping[str, str])
 
 
 def finished_alarm(retain: timedelta | None, now: datetime) -> datetime | None:
-    """The alarm of a run that finishes at ``now``: its purge time, or none."""
-    return None if retain is None else now + retain
+    """The alarm of a run that finishes at ``now``: none. A run past its ``retain`` is
+    purged by the workflow's retention sweep (``_retention``), which finds it by its index
+    entry; runs finished under releases from before it keep a purge alarm of their own
+    (``_driver.expire`` handles it)."""
+    return None
 
 
 def stack_of(error: BaseException) -> str | None:

@@ -91,7 +91,7 @@ def test_instances_list_filters_by_type(db: Path) -> None:
     cli(db, "send", APP, "orders", "o9", "--event", '{"type": "placed", "item": "cup"}')
     listing = cli(db, "instances", "list", APP, "--type", "task", "--json")
     assert listing.returncode == 0, listing.stderr
-    rows = json.loads(listing.stdout)
+    rows = json.loads(listing.stdout)["instances"]
     assert [(r["type"], r["id"]) for r in rows] == [("task", "o9")]
 
 
@@ -155,7 +155,13 @@ def test_unsupported_storage_url_is_a_usage_error(db: Path) -> None:
 def test_workflow_runs_list_and_show(db: Path) -> None:
     listing = cli(db, "runs", "list", APP, "importCsv", "--json")
     assert listing.returncode == 0, listing.stderr
-    assert json.loads(listing.stdout) == []
+    assert json.loads(listing.stdout) == {
+        "runs": [],
+        "next_cursor": None,
+        "counts": dict.fromkeys(
+            ["pending", "leased", "sleeping", "completed", "failed", "cancelled"], 0
+        ),
+    }
     missing = cli(db, "runs", "show", APP, "importCsv", "nope")
     assert missing.returncode == 3
 
@@ -177,7 +183,7 @@ def test_trigger_a_run_then_list_show_and_cancel_it(db: Path) -> None:
     run_id = json.loads(trig.stdout)["run_id"]
     listing = json.loads(
         cli(db, "runs", "list", APP, "importCsv", "--label", "team=ops", "--json").stdout
-    )
+    )["runs"]
     assert [(r["id"], r["status"]) for r in listing] == [(run_id, "pending")]
     shown = json.loads(cli(db, "runs", "show", APP, "importCsv", run_id, "--json").stdout)
     assert shown["run"]["input"] == {"filename": "a.csv", "rows": 10}
@@ -193,3 +199,51 @@ def test_trigger_with_a_bad_input_names_the_field(db: Path) -> None:
     bad = cli(db, "runs", "trigger", APP, "importCsv", "--input", '{"filename": 1, "rows": 1}')
     assert bad.returncode == 2
     assert "$.filename" in bad.stderr
+
+
+def test_listings_page_with_after_and_show_counts(db: Path) -> None:
+    run_ids = []
+    for n in range(3):
+        trig = cli(
+            db,
+            "runs",
+            "trigger",
+            APP,
+            "importCsv",
+            "--input",
+            '{"filename": "f", "rows": 1}',
+            "--label",
+            f"n={n}",
+            "--json",
+        )
+        assert trig.returncode == 0, trig.stderr
+        run_ids.append(json.loads(trig.stdout)["run_id"])
+    first = cli(db, "runs", "list", APP, "importCsv", "--limit", "2")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert "2 shown of 3 (pending 3)" in lines
+    (after,) = [line.split("--after ", 1)[1] for line in lines if line.startswith("next page:")]
+    rest = json.loads(cli(db, "runs", "list", APP, "importCsv", "--after", after, "--json").stdout)
+    assert [r["id"] for r in rest["runs"]] == [run_ids[0]]
+    assert rest["next_cursor"] is None
+    assert rest["counts"]["pending"] == 3
+    bad = cli(db, "runs", "list", APP, "importCsv", "--after", "nonsense")
+    assert bad.returncode == 2
+    assert "after" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    for n in range(3):
+        sent = cli(db, "send", APP, "orders", f"o{n}", "--event", '{"type": "placed", "item": "x"}')
+        assert sent.returncode == 0, sent.stderr
+    page = json.loads(
+        cli(db, "instances", "list", APP, "--type", "task", "--limit", "2", "--json").stdout
+    )
+    assert [r["id"] for r in page["instances"]] == ["o2", "o1"]
+    assert sum(page["counts"].values()) == 3
+    more = cli(
+        db, "instances", "list", APP, "--type", "task", "--after", page["next_cursor"], "--json"
+    )
+    assert [r["id"] for r in json.loads(more.stdout)["instances"]] == ["o0"]
+    human = cli(db, "instances", "list", APP, "--name", "orders", "--limit", "1")
+    assert "1 shown of 3" in human.stdout
+    assert "next page: --after " in human.stdout

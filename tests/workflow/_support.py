@@ -249,3 +249,7 @@ class CrashableStorage(Storage):
     async def feed_head(self) -> int:
         self._check("feed_head")
         return await self.inner.feed_head()
+
+    async def load_index(self, instance_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        self._check("load_index")
+        return await self.inner.load_index(instance_ids)

@@ -691,7 +691,9 @@ async def test_finished_runs_are_purged_after_retain(kind: str, tmp_path: Path) 
         h = rt.client.workflow(wf)
         rid = (await h.trigger(Order(order_id="o"), idempotency_key="once")).run_id
         await rt.run_until_idle()
-        assert (await snapshot(rt, f"workflow:r:{rid}")).alarm_at == T0.replace(hour=1)
+        # No alarm per finished run: the workflow's one retention sweep is due at its purge.
+        assert (await snapshot(rt, f"workflow:r:{rid}")).alarm_at is None
+        assert (await snapshot(rt, "jobmeta:r:workflow")).alarm_at == T0.replace(hour=1)
         await rt.advance("59 minutes")
         assert (await h.get_run(rid)).status == "completed"
         again = await h.trigger(Order(order_id="o"), idempotency_key="once")
@@ -699,7 +701,9 @@ async def test_finished_runs_are_purged_after_retain(kind: str, tmp_path: Path) 
         await rt.advance("1 minute")
         with pytest.raises(InstanceNotFoundError):
             await h.get_run(rid)
-        assert await rt.jobs.storage.list_instances("") == []
+        # Only the sweep is left (the run, its idempotency mark and its entries are gone).
+        assert await rt.jobs.storage.list_instances("") == ["jobmeta:r:workflow"]
+        assert (await snapshot(rt, "jobmeta:r:workflow")).alarm_at == T0.replace(hour=2)
         fresh = await h.trigger(Order(order_id="o"), idempotency_key="once")
         assert fresh.disposition == "created"
 

@@ -83,7 +83,7 @@ def handles(client: JobsClient) -> None:
     reveal_type(h.batch_trigger([ImportCsv(filename="a"), TriggerRequest(input=ImportCsv(filename="b"))]))  # R: Effect[list[TriggerResult], ConflictError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.trigger_and_wait(ImportCsv(filename="a.csv")))  # R: Effect[Summary, RunFailedError | RunTimeoutError | RunCancelledError | RetryExhaustedError | StepTimeoutError | NonDeterminismError | ConflictError | InstanceNotFoundError | TimeoutException | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.get_run("r"))  # R: Effect[Run[ImportCsv, Summary], InstanceNotFoundError | JobNotFoundError | ValidationError | StorageError]
-    reveal_type(h.list_runs(status="failed", labels={"org": "a"}))  # R: Effect[list[Run[ImportCsv, Summary]], JobNotFoundError | ValidationError | StorageError]
+    reveal_type(h.list_runs(status="failed", labels={"org": "a"}))  # R: Effect[RunPage[ImportCsv, Summary], JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.steps("r"))  # R: Effect[list[StepRecord], InstanceNotFoundError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.wait("r", timeout="1 minute"))  # R: Effect[Run[ImportCsv, Summary], InstanceNotFoundError | TimeoutException | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.cancel("r"))  # R: Effect[None, InstanceNotFoundError | InvalidStateError | JobNotFoundError | ValidationError | StorageError]

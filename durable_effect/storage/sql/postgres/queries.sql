@@ -198,3 +198,8 @@ LIMIT %(limit)s::bigint
 SELECT c.name, sum(c.n)::bigint FROM {schema}.index_counts AS c
 WHERE c.name = ANY (%s::text[])
 GROUP BY c.name
+
+-- name: load_index
+-- The index entries of the given instances (for the back-fill, which compares them).
+SELECT e.instance_id, e.name, e.key FROM {schema}.index_entries AS e
+WHERE e.instance_id = ANY (%s::text[])
