@@ -67,6 +67,9 @@ PORT_VALUES = {
     "InstanceWrite",
     "Acquired",
     "Claimed",
+    "IndexHit",
+    "MAX_INDEX_KEY",
+    "MAX_SCAN_INDEXES",
 }
 #: The instance kit every job kind is written against (layer B, below the kinds).
 KIT = {

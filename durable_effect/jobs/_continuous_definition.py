@@ -50,7 +50,7 @@ from durable_effect.jobs._exec import (
     terminated,
     validated,
 )
-from durable_effect.jobs._index_keys import ContinuousIndexer
+from durable_effect.jobs._index_keys import JobIndexer
 from durable_effect.jobs._instance import InstanceTx, event_fields
 from durable_effect.jobs._records import Record
 
@@ -86,9 +86,11 @@ class ContinuousDefinition(JobDefinition, Generic[S]):
     def log_level(self) -> int:
         return _log.level_for(self.logging)
 
-    def indexer(self, name: str) -> ContinuousIndexer:
+    def indexer(self, name: str) -> JobIndexer[Meta]:
         """Instances listed by status, newest first (see ``_index_keys``)."""
-        return ContinuousIndexer(name)
+        return JobIndexer(
+            name, META.key, META.codec.decode, lambda meta, _alarm: (meta.status, meta.created_at)
+        )
 
     # -- client operations -------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from durable_effect.jobs._debounce_results import (
 )
 from durable_effect.jobs._dedupe import Dedupe
 from durable_effect.jobs._exec import error_info, execution_error, run_user, validated
-from durable_effect.jobs._index_keys import DebounceIndexer
+from durable_effect.jobs._index_keys import JobIndexer
 from durable_effect.jobs._instance import InstanceTx, event_fields, validate_id
 from durable_effect.jobs._records import Record
 
@@ -93,9 +93,14 @@ class DebounceDefinition(JobDefinition, Generic[S, I]):
     def log_level(self) -> int:
         return self._log_level
 
-    def indexer(self, name: str) -> DebounceIndexer:
+    def indexer(self, name: str) -> JobIndexer[BatchMeta]:
         """Instances listed by status, newest first (see ``_index_keys``)."""
-        return DebounceIndexer(name)
+        return JobIndexer(
+            name,
+            BATCH.key,
+            BATCH.codec.decode,
+            lambda batch, _alarm: ("debouncing", batch.started_at),
+        )
 
     # -- the batch ------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ instances. A job's statuses, and what gives them:
 * Task — ``active`` while an execution is scheduled (the alarm), else ``idle``; created at
   ``meta.created_at``.
 
+Each kind's definition gives its `JobIndexer` (``indexer(name)``): which record to read and
+how its value gives the status and the creation instant.
+
 Names never collide with a workflow's (``wf:…``): job names hold no ``:``.
 
 Each registered job also has a bookkeeping instance, `job_meta_ref` —
@@ -27,15 +30,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Generic, TypeVar
 
 from durable_effect.errors import ValidationError
-from durable_effect.jobs import _continuous_records, _debounce_records, _task_records
 from durable_effect.jobs._instance import InstanceRef
 
 __all__ = [
     "INSTANCE_STATUSES",
     "JOB_META_TYPE",
-    "ContinuousIndexer",
-    "DebounceIndexer",
-    "TaskIndexer",
+    "JobIndexer",
     "instance_index",
     "job_meta_ref",
     "instant_key",
@@ -85,11 +85,9 @@ def instance_index(name: str, status: str) -> str:
     return f"job:{name}:s:{status}"
 
 
-class _JobIndexer(Generic[V]):
+class JobIndexer(Generic[V]):
     """An instance's one entry, ``job:{name}:s:{status}`` under its creation instant, from one
     record (``key``, decoded by ``decode``) and, with ``uses_alarm``, the alarm."""
-
-    uses_alarm = False
 
     def __init__(
         self,
@@ -97,8 +95,11 @@ class _JobIndexer(Generic[V]):
         key: str,
         decode: Callable[[bytes], V],
         describe: Callable[[V, datetime | None], tuple[str, datetime]],
+        *,
+        uses_alarm: bool = False,
     ) -> None:
         self.name = name
+        self.uses_alarm = uses_alarm
         self.keys = frozenset({key})
         self._key = key
         self._decode = decode
@@ -116,41 +117,3 @@ class _JobIndexer(Generic[V]):
             return {}  # unreadable: not listed (status() reports the error)
         status, created_at = self._describe(value, alarm_at)
         return {instance_index(self.name, status): instant_key(created_at)}
-
-
-class ContinuousIndexer(_JobIndexer[_continuous_records.Meta]):
-    """Continuous instances by status (``meta.status``)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name,
-            _continuous_records.META.key,
-            _continuous_records.META.codec.decode,
-            lambda meta, _alarm: (meta.status, meta.created_at),
-        )
-
-
-class DebounceIndexer(_JobIndexer[_debounce_records.BatchMeta]):
-    """Debounce instances while a batch is open."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name,
-            _debounce_records.BATCH.key,
-            _debounce_records.BATCH.codec.decode,
-            lambda batch, _alarm: ("debouncing", batch.started_at),
-        )
-
-
-class TaskIndexer(_JobIndexer[_task_records.TaskMeta]):
-    """Task instances: ``active`` with an alarm, else ``idle``."""
-
-    uses_alarm = True
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name,
-            _task_records.META.key,
-            _task_records.META.codec.decode,
-            lambda meta, alarm: ("idle" if alarm is None else "active", meta.created_at),
-        )

@@ -22,7 +22,7 @@ from durable_effect.errors import DuplicateEventError, ExecutionError, Validatio
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._dedupe import Dedupe
 from durable_effect.jobs._exec import error_info, failed, validated
-from durable_effect.jobs._index_keys import TaskIndexer
+from durable_effect.jobs._index_keys import JobIndexer
 from durable_effect.jobs._instance import InstanceTx, Savepoint, event_fields, validate_id
 from durable_effect.jobs._records import Record
 from durable_effect.jobs._task_context import TaskContext, TaskEventContext, TaskSession
@@ -74,9 +74,15 @@ class TaskDefinition(JobDefinition, Generic[S, I]):
     def log_level(self) -> int:
         return self.level
 
-    def indexer(self, name: str) -> TaskIndexer:
+    def indexer(self, name: str) -> JobIndexer[TaskMeta]:
         """Instances listed by status, newest first (see ``_index_keys``)."""
-        return TaskIndexer(name)
+        return JobIndexer(
+            name,
+            META.key,
+            META.codec.decode,
+            lambda meta, alarm: ("idle" if alarm is None else "active", meta.created_at),
+            uses_alarm=True,
+        )
 
     # -- client operations -------------------------------------------------------------------
 

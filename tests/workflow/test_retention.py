@@ -67,8 +67,11 @@ class Watching(CrashableStorage):
         *,
         release: bool = True,
         unless_present: Sequence[tuple[str, str]] = (),
+        feed: Sequence[bytes] = (),
     ) -> None:
-        await super().commit(leases, writes, release=release, unless_present=unless_present)
+        await super().commit(
+            leases, writes, release=release, unless_present=unless_present, feed=feed
+        )
         purged = sum(1 for w in writes if w.purge and w.instance_id.startswith("workflow:"))
         if purged:
             self.purges.append(purged)
