@@ -83,7 +83,8 @@ def test_runs_list_is_a_table_that_fits_100_columns(db: Path) -> None:
     ):
         shown = cli(db, "runs", "list", APP, workflow)
         assert shown.returncode == 0, shown.stderr
-        header, *rows = narrow(shown.stdout)
+        header, *rows, summary = narrow(shown.stdout)
+        assert summary == f"1 shown of 1 ({status} 1)"  # the counts below the table
         assert header.split() == [
             "ID",
             "STATUS",
@@ -110,7 +111,8 @@ def test_tables_fit_100_columns_with_instants_of_a_real_clock(db: Path) -> None:
     _, done = make_runs(db, clock=clock)
     listed = cli(db, "runs", "list", APP, "ok")
     assert listed.returncode == 0, listed.stderr
-    header, row = narrow(listed.stdout)
+    header, row, summary = narrow(listed.stdout)
+    assert summary == "1 shown of 1 (completed 1)"
     assert header.split()[-1] == "LABELS/ERROR"
     assert "  2026-12-07T15:53:05Z  " in row
     shown = cli(db, "runs", "show", APP, "ok", done)
@@ -118,14 +120,18 @@ def test_tables_fit_100_columns_with_instants_of_a_real_clock(db: Path) -> None:
     lines = narrow(shown.stdout)
     assert "2026-12-07T15:53:05Z" in lines[lines.index("") + 2]  # a step's started_at
     whole = cli(db, "runs", "list", APP, "ok", "--json")
-    assert json.loads(whole.stdout)[0]["created_at"] == "2026-12-07T15:53:05.790610Z"
+    assert json.loads(whole.stdout)["runs"][0]["created_at"] == "2026-12-07T15:53:05.790610Z"
 
 
 def test_runs_list_json_is_the_whole_runs(db: Path) -> None:
     _, done = make_runs(db)
     listed = cli(db, "runs", "list", APP, "ok", "--json")
     assert listed.returncode == 0, listed.stderr
-    [run] = json.loads(listed.stdout)
+    page = json.loads(listed.stdout)
+    assert set(page) == {"runs", "next_cursor", "counts"}
+    assert page["next_cursor"] is None
+    assert page["counts"]["completed"] == 1
+    [run] = page["runs"]
     assert set(run) == RUN_FIELDS
     assert (run["id"], run["status"], run["output"]) == (done, "completed", 10)
     assert run["progress"] == {"current": 2, "total": 2, "message": "doubled"}

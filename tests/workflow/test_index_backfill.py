@@ -21,13 +21,13 @@ from psycopg import sql as pgsql
 
 from durable_effect import Effect, Gen, Task, TaskContext, TaskEventContext, create_durable_jobs
 from durable_effect.storage import PostgresStorage, Storage
-from durable_effect.storage import _postgres_sql as pg
 from durable_effect.storage import _sqlite_schema as lite
 from durable_effect.storage._sqlite import SqliteStorage
 from durable_effect.testing import TestClock, TestRuntime
 from durable_effect.workflow import RunStatus, Step, Workflow
 from durable_effect.workflow._index import RUN_STATUSES
 from tests.jobs.conftest import POSTGRES, storage_for
+from tests.storage.test_postgres_schema import make_old_schema
 from tests.workflow._support import T0, Boom, CrashableStorage, Order
 
 pytestmark = pytest.mark.parametrize("kind", ["sqlite", POSTGRES])
@@ -104,14 +104,9 @@ def make_old_sqlite(source: Path, old: Path) -> None:
 
 
 def make_old_postgres(source: PostgresStorage, old: PostgresStorage) -> None:
+    make_old_schema(source.url, old.schema, 3)  # as the release of schema version 3 made it
     with psycopg.connect(source.url, autocommit=True) as conn:
         ident = pgsql.Identifier(old.schema)
-        for template in (pg.CREATE_SCHEMA, pg.CREATE_META):
-            conn.execute(pgsql.SQL(template).format(schema=ident))
-        for statements in pg.MIGRATIONS[:3]:
-            for statement in statements:
-                conn.execute(pgsql.SQL(statement).format(schema=ident))
-        conn.execute(pgsql.SQL(pg.SET_VERSION).format(schema=ident), (3,))
         for table in ("records", "alarms"):
             conn.execute(
                 pgsql.SQL(

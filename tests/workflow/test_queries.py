@@ -167,10 +167,10 @@ async def test_bad_arguments_are_validation_errors_naming_the_field(
         cases: list[tuple[dict[str, Any], str]] = [
             ({"status": "running"}, "status"),
             ({"status": ["completed", 3]}, "status"),
-            ({"labels": {"a": 1}}, "labels"),
+            ({"labels": {"a": 1}}, "labels['a']"),
             ({"labels": {"": "x"}}, "labels"),
             ({"labels": {f"k{n}": "v" for n in range(65)}}, "labels"),
-            ({"labels": {"k": "v" * 1025}}, "labels"),
+            ({"labels": {"k": "v" * 1025}}, "labels['k']"),
             ({"limit": -1}, "limit"),
             ({"limit": 1001}, "limit"),
             ({"limit": True}, "limit"),
