@@ -187,6 +187,29 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E,
         """
         return self._query(lambda q: q.retrigger(run_id))
 
+    def fork(
+        self, run_id: str, *, from_step: str | None = None
+    ) -> Effect[TriggerResult, InstanceNotFoundError | InvalidStateError | ConflictError | _Lookup]:
+        """A new run of a finished run's input whose steps before ``from_step`` (all its
+        completed steps when ``None``) are copied, not run again; it records ``forked_from``.
+
+        Labels and the concurrency key are copied, the idempotency key is not; the new run's
+        deadline starts now. ``InvalidStateError`` if the run is not finished;
+        ``ValidationError`` if ``from_step`` names no completed step of it.
+        """
+        return self._query(lambda q: q.fork(run_id, from_step))
+
+    def resume(
+        self, run_id: str
+    ) -> Effect[Run[I, O], InstanceNotFoundError | InvalidStateError | _Lookup]:
+        """Continue a failed or cancelled run after its last completed step: the same run,
+        ``pending`` again (returned), its ``attempt`` growing when a worker takes it.
+
+        Its deadline starts now; a durable sleep it was in keeps its wake time.
+        ``InvalidStateError`` for a run that is not failed or cancelled.
+        """
+        return self._query(lambda q: q.resume(run_id))
+
     # -- reads -----------------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> Effect[Run[I, O], InstanceNotFoundError | _Lookup]:

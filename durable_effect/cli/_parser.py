@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser(
         "runs",
-        help="workflow runs (list, show, watch, trigger, cancel, retrigger, delete)",
+        help="workflow runs (list, show, watch, trigger, cancel, retrigger, fork, resume, delete)",
         description="Workflow runs.",
     ).add_subparsers(metavar="COMMAND")
 
@@ -185,6 +185,39 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd("show", r.cmd_runs_show, "show a run and its steps")
     run_cmd("cancel", r.cmd_runs_cancel, "cancel an active run")
     run_cmd("retrigger", r.run_op("retrigger"), "start a new run with a finished run's input")
+    fork = run_cmd(
+        "fork", r.cmd_runs_fork, "start a new run of a finished run, its steps before a step copied"
+    )
+    fork.add_argument(
+        "--from-step",
+        default=None,
+        metavar="STEP",
+        help="run again from this completed step (default: after the last completed one)",
+    )
+    resume = common(
+        command(
+            runs,
+            "resume",
+            r.cmd_runs_resume,
+            "continue a failed or cancelled run after its last completed step "
+            "(or every run with --status)",
+        )
+    )
+    resume.add_argument(
+        "workflow", metavar="WORKFLOW", nargs="?", help="the registered workflow name"
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", nargs="?", help="the run's id")
+    resume.add_argument(
+        "--workflow", dest="workflow_option", metavar="W", help="the workflow (as WORKFLOW)"
+    )
+    resume.add_argument(
+        "--status",
+        choices=("failed", "cancelled"),
+        help="resume every run of the workflow with this status",
+    )
+    resume.add_argument(
+        "--dry-run", action="store_true", help="with --status: list the runs, resume none"
+    )
     run_cmd("delete", r.cmd_runs_delete, "delete a finished run with its steps and logs")
     run_cmd(
         "watch",

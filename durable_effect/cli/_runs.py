@@ -1,4 +1,5 @@
-"""The CLI's ``runs`` commands: list, trigger, show, cancel, retrigger, delete, watch."""
+"""The CLI's ``runs`` commands: list, trigger, show, cancel, retrigger, fork, resume (one run,
+or every run of a workflow with a status), delete, watch."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from durable_effect.cli._runs_view import progress_line, run_block, runs_table, 
 __all__ = [
     "cmd_runs_cancel",
     "cmd_runs_delete",
+    "cmd_runs_fork",
     "cmd_runs_list",
+    "cmd_runs_resume",
     "cmd_runs_show",
     "cmd_runs_trigger",
     "cmd_runs_watch",
@@ -113,6 +116,82 @@ async def cmd_runs_cancel(args: argparse.Namespace) -> int:
             result["note"] = "a worker is running it: it stops at its next step boundary"
         emit(result, as_json=args.json)
         return 0
+
+    return await with_app(args, body)
+
+
+async def cmd_runs_fork(args: argparse.Namespace) -> int:
+    async def body(jobs: DurableJobs) -> int:
+        handle = handle_of(jobs, args.workflow, "workflow")
+        result = await call(handle.fork(args.run_id, from_step=args.from_step))
+        forked = {"run_id": result.run_id, "disposition": result.disposition}
+        emit({**forked, "forked_from": args.run_id}, as_json=args.json)
+        return 0
+
+    return await with_app(args, body)
+
+
+#: Runs read per page while collecting the runs ``runs resume --status`` resumes.
+_RESUME_PAGE = 200
+
+
+def _resume_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The workflow and run (``None``: every run with ``--status``) to resume; a usage
+    error (exit 2) for a contradictory or incomplete command line."""
+    workflow = args.workflow or args.workflow_option
+    if args.workflow and args.workflow_option and args.workflow != args.workflow_option:
+        raise CliError("give the workflow once (WORKFLOW or --workflow)", 2)
+    if workflow is None:
+        raise CliError("runs resume needs a WORKFLOW (or --workflow W)", 2)
+    if (args.run_id is None) == (args.status is None):
+        raise CliError("runs resume needs a RUN_ID or --status STATUS (not both)", 2)
+    if args.dry_run and args.status is None:
+        raise CliError("--dry-run lists the runs --status selects: give --status", 2)
+    return workflow, args.run_id
+
+
+async def cmd_runs_resume(args: argparse.Namespace) -> int:
+    """Resume one run, or every run of the workflow with ``--status`` (``--dry-run`` lists
+    them and resumes nothing). Exit 1 if a run could not be resumed (the others are)."""
+    workflow, run_id = _resume_target(args)
+
+    async def body(jobs: DurableJobs) -> int:
+        handle = handle_of(jobs, workflow, "workflow")
+        if run_id is not None:
+            run = await call(handle.resume(run_id))
+            emit({"run_id": run.id, "status": run.status, "resumed": True}, as_json=args.json)
+            return 0
+        selected = []
+        while True:
+            page = await call(
+                handle.list_runs(status=args.status, limit=_RESUME_PAGE, offset=len(selected))
+            )
+            selected.extend(page)
+            if len(page) < _RESUME_PAGE:
+                break
+        rows: list[dict[str, object]] = []
+        failures = 0
+        for run in selected:
+            row: dict[str, object] = {"run_id": run.id, "status": run.status}
+            if args.dry_run:
+                row["error"] = run.error
+            else:
+                try:
+                    resumed = await call(handle.resume(run.id))
+                except CliError as exc:  # it moved meanwhile: say so, resume the others
+                    failures += 1
+                    row["resumed"], row["error"] = False, exc.message
+                else:
+                    row["status"], row["resumed"] = resumed.status, True
+            rows.append(row)
+        if args.json:
+            emit_json({"dry_run": args.dry_run, "runs": rows})
+        elif rows:
+            emit(rows, as_json=False)
+        verb = "would resume" if args.dry_run else "resumed"
+        if not args.json:
+            sys.stdout.write(f"{verb} {len(rows) - failures} {args.status} run(s) of {workflow}\n")
+        return 1 if failures else 0
 
     return await with_app(args, body)
 

@@ -195,6 +195,8 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
             current_step=meta.current_step,
             idempotency_key=meta.idempotency_key,
             concurrency_key=meta.concurrency_key,
+            parent_run_id=meta.parent_run_id,
+            forked_from=meta.forked_from,
         )
 
     def read_steps(self, records: Mapping[str, bytes]) -> list[StepRecord]:

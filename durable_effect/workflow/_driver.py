@@ -64,6 +64,7 @@ from durable_effect.workflow._results import FINISHED
 from durable_effect.workflow._run_state import (
     Aborted,
     Cancelled,
+    Diverged,
     RunState,
     Signal,
     Suspended,
@@ -235,6 +236,8 @@ class Execution:
             await self._end_cancelled(signal.step, signal.index)
         elif isinstance(signal, TimedOut):
             await self._end_failed(self._timed_out(), defect=False)
+        elif isinstance(signal, Diverged):
+            await self._end_failed(signal.error, defect=False)
         elif exit_.is_ok:
             try:
                 data, path = encode_value(exit_.value, self.spec.output_schema, self.spec.known)

@@ -32,6 +32,7 @@ __all__ = [
     "RunLeaseRenewed",
     "RunLeased",
     "RunProgressed",
+    "RunResumed",
     "RunTriggered",
     "StepCancelled",
     "StepCompleted",
@@ -60,6 +61,18 @@ class RunTriggered(WorkflowEvent):
     input: object = None
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    #: The run that started it as a child, or the run it was forked from.
+    parent_run_id: str | None = None
+    forked_from: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunResumed(WorkflowEvent):
+    """A failed or cancelled run was resumed (``pending`` again, after its last completed
+    step)."""
+
+    type: ClassVar[str] = "run:resume"
+    previous_status: str
 
 
 @attrs.frozen(kw_only=True)

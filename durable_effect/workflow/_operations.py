@@ -49,6 +49,7 @@ from durable_effect.workflow._records import (
     META,
     CancelFlag,
     KeyState,
+    PatchMark,
     RunMeta,
     drop_mark,
     idem_ref,
@@ -63,6 +64,7 @@ from durable_effect.workflow._run_state import finished_alarm, run_event_fields
 __all__ = [
     "ACTIVE_TEXT",
     "FINISHED_TEXT",
+    "Copied",
     "Prepared",
     "cancel_idle",
     "check_active",
@@ -90,6 +92,21 @@ class Prepared:
     coalesce: Coalesce | None
     #: The run's deadline is this long after its trigger (``None``: no deadline).
     run_timeout: timedelta | None = None
+    #: What a fork copies into the new run (``_rerun``), and the run it was forked from.
+    copied: Copied | None = None
+    forked_from: str | None = None
+    #: The run starting this one as a child.
+    parent_run_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Copied:
+    """The history a fork starts with: step records (by key), the next step index, the
+    patch markers."""
+
+    records: Mapping[str, bytes]
+    next_index: int
+    patches: list[PatchMark]
 
 
 def check_active(
@@ -192,6 +209,7 @@ def trigger(
                 results.append(TriggerResult(run_id=pending, disposition="coalesced"))
                 continue
             KEY_STATE.save(ktx, KeyState(pending=item.run_id, leased=state.leased))
+        copied = item.copied
         META.save(
             rtx,
             RunMeta(
@@ -202,9 +220,15 @@ def trigger(
                 concurrency_key=item.concurrency_key,
                 run_timeout=item.run_timeout,
                 deadline=None if item.run_timeout is None else now + item.run_timeout,
+                parent_run_id=item.parent_run_id,
+                forked_from=item.forked_from,
+                next_index=0 if copied is None else copied.next_index,
+                patches=[] if copied is None else list(copied.patches),
             ),
         )
         rtx.put(INPUT_KEY, item.input_data)
+        for key, data in ({} if copied is None else copied.records).items():
+            rtx.put(key, data)
         rtx.set_alarm(now)
         if itx is not None:
             set_mark(itx, item.run_id)
@@ -214,6 +238,8 @@ def trigger(
             input=decode_json(item.input_data),
             idempotency_key=item.idempotency_key,
             concurrency_key=item.concurrency_key,
+            parent_run_id=item.parent_run_id,
+            forked_from=item.forked_from,
         )
         events.append((rtx, triggered))
         results.append(TriggerResult(run_id=item.run_id, disposition="created"))

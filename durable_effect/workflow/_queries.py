@@ -62,6 +62,7 @@ from durable_effect.workflow._records import (
     run_id_fits,
     run_ref,
 )
+from durable_effect.workflow._rerun import copy_history, resume
 from durable_effect.workflow._results import (
     FINISHED,
     Run,
@@ -391,6 +392,50 @@ class RunQueries(Generic[I, O]):
         )
         results = yield from self._apply([prepared])
         return results[0]
+
+    @Effect.gen
+    def fork(
+        self, run_id: str, from_step: str | None
+    ) -> Gen[TriggerResult, InvalidStateError | ConflictError | _RunRead]:
+        """A new run of a finished run's input starting with a copy of its steps before
+        ``from_step`` (``_rerun``)."""
+        ref = yield from self._ref(run_id)
+        records = yield from self._records(ref)
+        loaded = yield from validated(lambda: META.load(records))
+        meta = yield from check_finished(loaded, ref.instance_id, "fork")
+        if self.definition.expired(meta, self.runtime.clock.now()):
+            yield from InstanceNotFoundError(instance_id=ref.instance_id)
+        data = records.get(INPUT_KEY, b"null")
+        yield from validated(lambda: self.definition.input_codec.decode(data))  # still valid
+        copied = yield from validated(lambda: copy_history(records, meta, ref.id, from_step))
+        prepared = Prepared(
+            run_id=new_run_id(self.runtime.clock.now()),
+            input_data=data,
+            idempotency_key=None,
+            concurrency_key=meta.concurrency_key,
+            labels=dict(meta.labels),
+            coalesce=None,
+            run_timeout=meta.run_timeout,  # a fresh deadline, from now
+            copied=copied,
+            forked_from=ref.id,
+        )
+        results = yield from self._apply([prepared])
+        return results[0]
+
+    @Effect.gen
+    def resume(self, run_id: str) -> Gen[Run[I, O], InvalidStateError | _RunRead]:
+        """Make a failed or cancelled run pending again, after its last completed step
+        (``_rerun``); the run as committed."""
+        ref = yield from self._ref(run_id)
+        refs = [ref, cancel_ref(self.name, ref.id)]
+        expired = self.definition.expired
+
+        def handler(txs: Sequence[InstanceTx]) -> Effect[None, _RunErrors]:
+            return resume(txs, expired)
+
+        level = self.definition.log_level
+        yield from async_effect(lambda: self.runtime.call(refs, handler, log_level=level))
+        return (yield from self._load_run(ref))
 
     # -- cancel / delete ------------------------------------------------------------------------
 

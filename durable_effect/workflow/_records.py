@@ -49,6 +49,7 @@ __all__ = [
     "CancelFlag",
     "KeyState",
     "LogRec",
+    "PatchMark",
     "RunMeta",
     "StepRec",
     "cancel_flag_record",
@@ -76,6 +77,16 @@ JOB_TYPE = "workflow"
 IDEM_TYPE = "wfidem"
 KEY_TYPE = "wfkey"
 CANCEL_TYPE = "wfcancel"
+
+
+@attrs.frozen(kw_only=True)
+class PatchMark:
+    """A recorded ``step.patched(name)``: its answer, and how many steps the run had
+    reached when it was asked (its position)."""
+
+    name: str
+    value: bool
+    position: int
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +119,12 @@ class RunMeta:
     deadline: datetime | None = None
     #: The error of a failed run, by tag and fields (``_failures``); ``error`` is its text.
     failure: ErrorRec | None = None
+    #: The run that started this one as a child (``step.run_workflow``/``start_workflow``).
+    parent_run_id: str | None = None
+    #: The run this one was forked from (``fork``).
+    forked_from: str | None = None
+    #: The ``step.patched`` markers the run recorded (``_versions``).
+    patches: list[PatchMark] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)

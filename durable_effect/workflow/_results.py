@@ -79,6 +79,10 @@ class Run(Generic[I, O]):
     current_step: str | None
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    #: The run that started this one as a child (``step.run_workflow``), if any.
+    parent_run_id: str | None = None
+    #: The run this one was forked from (``fork``), if any.
+    forked_from: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Never
 import attrs
 
 from durable_effect._events import Event, new_event_id
-from durable_effect.errors import LeaseLostError, StorageError
+from durable_effect.errors import LeaseLostError, NonDeterminismError, StorageError
 from durable_effect.jobs._instance import InstanceRef, InstanceTx, Savepoint
 from durable_effect.workflow._records import (
     META,
@@ -34,6 +34,7 @@ from durable_effect.workflow._records import (
 __all__ = [
     "Aborted",
     "Cancelled",
+    "Diverged",
     "Mark",
     "RunState",
     "Signal",
@@ -70,6 +71,15 @@ class Cancelled(Signal):
 
 class TimedOut(Signal):
     """The run is past its deadline: it ends failed with ``RunTimeoutError``."""
+
+
+class Diverged(Signal):
+    """The code's steps no longer match the run's recorded ones (``_versions``): the run
+    ends failed with ``error``."""
+
+    def __init__(self, error: NonDeterminismError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Aborted(Signal):

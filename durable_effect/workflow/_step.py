@@ -10,6 +10,8 @@
 * ``step.sleep(name, duration)`` / ``step.sleep_until(name, when)`` — durable: the run is
   ``sleeping`` with its alarm set, no worker is held; when the alarm fires the run
   re-executes and completed steps replay.
+* ``step.patched(name)`` — ``True`` for a run reaching this point under code with the patch,
+  ``False`` for one that had passed it before (recorded; see ``_versions``).
 * ``step.progress(current, total=None, message=None)`` — committed at once, emits
   ``run:progress``.
 * ``step.log.info/warn/error(message, **data)`` — stored with the run and emitted as
@@ -69,6 +71,10 @@ class StepOps(Protocol):
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
         """Commit a progress report."""
+        ...
+
+    def patched(self, name: str) -> bool:
+        """Answer (and record) ``step.patched(name)``."""
         ...
 
     def write_log(self, level: LogLevelName, message: str, data: dict[str, object]) -> None:
@@ -218,6 +224,18 @@ class Step:
             raise TypeError(f"step.sleep_until needs an aware datetime, got {when!r}")
         runner = self._runner
         return _promise(lambda: runner.sleep_step(checked, lambda _now: when))
+
+    def patched(self, name: str) -> Effect[bool, Never]:
+        """Whether this run reaches this point under code that has the patch ``name``.
+
+        ``False`` exactly when the run already has steps recorded after this point (it
+        passed here under older code); otherwise ``True``. The answer is recorded and the
+        same on every replay, so ``if (yield from step.patched("x")): <new> else: <old>``
+        lets runs in flight keep their old path while new runs take the new one.
+        """
+        checked = _check_name(name)
+        runner = self._runner
+        return Effect.sync(lambda: runner.patched(checked))
 
     def progress(
         self, current: int, total: int | None = None, message: str | None = None

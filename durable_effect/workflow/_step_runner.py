@@ -13,8 +13,8 @@ progress reports and log lines.
   execution already committed.
 
 Every step reaches the run's records through ``RunState`` and commits through
-``Checkpoints``; new step kinds (waiting for an event, a child run, a patch marker) belong
-here, beside ``run_step`` and ``sleep_step``.
+``Checkpoints``; every step kind first takes its position in the replay check
+(``_versions``: ``Versions.reach``), which also answers ``step.patched``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from durable_effect.workflow._values import (
     encode_value,
     error_text,
 )
+from durable_effect.workflow._versions import Versions
 
 __all__ = ["StepAttempt", "StepRunner"]
 
@@ -120,6 +121,7 @@ class StepRunner:
         self.checkpoints = checkpoints
         self.known = known
         self.errors = errors
+        self.versions = Versions(state)
         self.run_id = state.run_id
         self.workflow = state.workflow
         # Calls of step.log / step.progress outside steps in this execution (see RunMeta).
@@ -140,6 +142,7 @@ class StepRunner:
     ) -> Effect[Any, BaseException]:
         state = self.state
         state.check_open(f"step {name!r}")
+        self.versions.reach(name)
         rec = state.steps.get(name)
         if rec is not None and rec.status == "completed":
             assert rec.output is not None
@@ -294,6 +297,7 @@ class StepRunner:
     async def sleep_step(self, name: str, wake: Callable[[datetime], datetime]) -> None:
         state = self.state
         state.check_open(f"sleep {name!r}")
+        self.versions.reach(name)
         rec = state.steps.get(name)
         if rec is not None and rec.status == "completed":
             return
@@ -333,6 +337,9 @@ class StepRunner:
         await self.checkpoints.commit_or_cancel(mark, name, rec.index)
         state.steps[name] = done
         state.current = None
+
+    def patched(self, name: str) -> bool:
+        return self.versions.patched(name)
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
         state = self.state

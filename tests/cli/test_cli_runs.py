@@ -34,6 +34,8 @@ RUN_FIELDS = {
     "current_step",
     "idempotency_key",
     "concurrency_key",
+    "parent_run_id",
+    "forked_from",
 }
 
 
