@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from durable_effect._jobs import DurableJobs
 from durable_effect.cli._app import CliError
@@ -19,6 +20,7 @@ from durable_effect.cli._commands import (
 )
 from durable_effect.cli._output import emit, emit_json, key_values, terminal_width, to_plain
 from durable_effect.cli._runs_view import progress_line, run_block, runs_table, steps_table
+from durable_effect.workflow import Run
 
 __all__ = [
     "cmd_runs_cancel",
@@ -161,7 +163,7 @@ async def cmd_runs_resume(args: argparse.Namespace) -> int:
             run = await call(handle.resume(run_id))
             emit({"run_id": run.id, "status": run.status, "resumed": True}, as_json=args.json)
             return 0
-        selected = []
+        selected: list[Run[Any, Any]] = []
         while True:
             page = await call(
                 handle.list_runs(status=args.status, limit=_RESUME_PAGE, offset=len(selected))

@@ -67,12 +67,14 @@ async def test_fork_from_every_step_runs_only_the_steps_from_there(
         assert calls.log == list(NAMES)
         calls.log.clear()
         forked = await h.fork(rid, from_step=from_step)
-        assert forked.disposition == "created" and forked.run_id != rid
+        assert forked.disposition == "created"
+        assert forked.run_id != rid
         await rt.run_until_idle()
         cut = NAMES.index(from_step)
         assert calls.log == list(NAMES[cut:])  # the steps before from_step were copied
         run = await h.get_run(forked.run_id)
-        assert run.status == "completed" and run.output == [11, 21, 31, 41, 51]
+        assert run.status == "completed"
+        assert run.output == [11, 21, 31, 41, 51]
         assert (run.forked_from, run.labels, run.concurrency_key) == (rid, {"team": "ops"}, "k")
         assert (await h.get_run(rid)).forked_from is None
         steps = await h.steps(forked.run_id)
@@ -96,7 +98,8 @@ async def test_fork_without_from_step_copies_every_completed_step(
         await rt.run_until_idle()
         assert calls.log == ["four", "five"]
         run = await h.get_run(forked)
-        assert run.status == "completed" and run.idempotency_key is None
+        assert run.status == "completed"
+        assert run.idempotency_key is None
         # The idempotency key still gives the original run.
         again = await h.trigger(Order(order_id="o"), idempotency_key="idem")
         assert (again.run_id, again.disposition) == (rid, "idempotent")
@@ -230,5 +233,6 @@ async def test_resume_and_fork_start_a_fresh_deadline(kind: str, tmp_path: Path)
         for run_id in (rid, forked):  # the fresh deadlines: 30 minutes after the calls
             run = await h.get_run(run_id)
             assert (run.status, run.completed_at) == ("failed", T0 + timedelta(hours=1))
-            assert run.error is not None and run.error.startswith("RunTimeoutError")
+            assert run.error is not None
+            assert run.error.startswith("RunTimeoutError")
         assert calls.log == ["before"]  # the fork replayed its copy, the resumed run its own

@@ -100,7 +100,8 @@ async def test_an_added_step_behind_a_patch_runs_for_new_runs_only(
         assert [s.name for s in await h.steps(d.in_flight)] == ["fetch", "nap", "ship"]
         assert [s.name for s in await h.steps(fresh)] == ["fetch", "audit", "nap", "ship"]
         assert new_calls.log.count("audit") == 1
-        assert old_calls.log == ["fetch"] and new_calls.log.count("fetch") == 1
+        assert old_calls.log == ["fetch"]
+        assert new_calls.log.count("fetch") == 1
 
 
 async def test_an_added_step_without_a_patch_fails_the_run_in_flight(
@@ -225,7 +226,8 @@ async def test_a_renamed_step_behind_a_patch_keeps_the_old_name_for_old_runs(
         fresh = (await h.trigger(Order(order_id="new"))).run_id
         await d.new.run_until_idle()
         old_run = await finish(d.new, d.in_flight)
-        assert old_run.status == "completed" and old_run.output == ["fetched", "shipped"]
+        assert old_run.status == "completed"
+        assert old_run.output == ["fetched", "shipped"]
         assert [s.name for s in await h.steps(d.in_flight)] == ["fetch", "nap", "ship"]
         assert [s.name for s in await h.steps(fresh)] == ["load", "nap", "ship"]
         assert "fetch" not in new_calls.log  # replayed, not re-run
