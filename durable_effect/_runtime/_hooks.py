@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from durable_effect._events import Event
+from durable_effect._runtime._registry import Registry
 from durable_effect.jobs._instance import InstanceRef, InstanceTx
 from durable_effect.storage._port import Acquired, IndexHit, InstanceSnapshot, Lease, Storage
 
@@ -47,6 +48,11 @@ class HookHost(Protocol):
 
     async def acquire(self, ids: Sequence[str]) -> Acquired:
         """Lease ``ids`` (bounded wait; ``StorageError`` when they stay held)."""
+        ...
+
+    @property
+    def registry(self) -> Registry:
+        """The registered jobs."""
         ...
 
     async def try_acquire(self, ids: Sequence[str]) -> Acquired | None:
@@ -150,6 +156,18 @@ class HandlerHooks:
         # checkpoint into each other would deadlock. The lease wait is bounded instead.
         acquired = await self._host.acquire([other.instance_id])
         return await self._commit_with(tx, [other], acquired, lambda txs: mutate(txs[0]))
+
+    def registered(self) -> Sequence[tuple[str, object]]:
+        return list(self._host.registry)
+
+    async def checkpoint_with_all(
+        self,
+        tx: InstanceTx,
+        others: Sequence[InstanceRef],
+        mutate: Callable[[Sequence[InstanceTx]], R],
+    ) -> R:
+        acquired = await self._host.acquire([ref.instance_id for ref in others])
+        return await self._commit_with(tx, others, acquired, mutate)
 
     async def try_commit_with(
         self,

@@ -178,6 +178,19 @@ class TxHooks(Protocol):
         """Read other instances' committed snapshots (no lease), in one storage call."""
         ...
 
+    def registered(self) -> Sequence[tuple[str, object]]:
+        """The jobs registered with the runtime: ``(name, definition)`` pairs."""
+        ...
+
+    async def checkpoint_with_all(
+        self,
+        tx: InstanceTx,
+        others: Sequence[InstanceRef],
+        mutate: Callable[[Sequence[InstanceTx]], T],
+    ) -> T:
+        """``checkpoint_with`` over several instances (leased together, bounded wait)."""
+        ...
+
     async def try_commit_with(
         self,
         tx: InstanceTx,

@@ -10,6 +10,8 @@ from durable_effect.workflow._definition import WorkflowDefinition
 from durable_effect.workflow._events import (
     LogWritten,
     RunCancelled,
+    RunChildFinished,
+    RunChildStarted,
     RunCoalesced,
     RunCompleted,
     RunDeleted,
@@ -41,6 +43,8 @@ __all__ = [
     "Progress",
     "Run",
     "RunCancelled",
+    "RunChildFinished",
+    "RunChildStarted",
     "RunCoalesced",
     "RunCompleted",
     "RunDeleted",

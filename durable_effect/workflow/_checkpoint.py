@@ -20,6 +20,8 @@ through it (a deadline check belongs there too).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from durable_effect._events import Event
 from durable_effect.errors import LeaseLostError, StorageError
 from durable_effect.jobs._instance import TxHooks
@@ -83,16 +85,27 @@ class Checkpoints:
         ``False`` when a cancel request refused the commit (one round trip: the guard is
         checked by the commit itself). ``release``: the run's last commit.
         """
+        return await self.commit_guarded(release=release) is None
+
+    async def commit_guarded(
+        self, also: Sequence[tuple[str, str]] = (), *, release: bool = False
+    ) -> GuardFailed | None:
+        """Commit what is buffered unless a cancel was requested or one of the records
+        ``also`` exists (then commit nothing and give the refusal: ``is_cancel`` tells)."""
         try:
             await self.hooks.checkpoint(
-                self.state.tx, unless_present=self._cancel_guard, release=release
+                self.state.tx, unless_present=(*self._cancel_guard, *also), release=release
             )
-        except GuardFailed:
-            return False
+        except GuardFailed as refused:
+            return refused
         except (LeaseLostError, StorageError) as exc:
             self.state.stop(Aborted(exc))
         self.unstarted = None
-        return True
+        return None
+
+    def is_cancel(self, refused: GuardFailed) -> bool:
+        """Whether a refused commit was refused by the run's cancel request."""
+        return (refused.instance_id, refused.key) == self._cancel_guard[0]
 
     async def commit_or_cancel(self, mark: Mark, step: str | None, index: int | None) -> None:
         """A step boundary: commit unless cancelled. Refused by a cancel request, what was

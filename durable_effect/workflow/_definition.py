@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, Never, TypeAlias
+from typing import Any, ClassVar, Generic, Never, TypeAlias, cast
 
 import attrs
 from typing_extensions import TypeVar
@@ -164,6 +164,12 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
             and meta.completed_at + self.retain <= now
         )
 
+    def decode_output(self, data: bytes, output_type: str | None) -> O:
+        """A stored output as the run's output (its ``output_schema``, or its recorded type)."""
+        if self.output_schema is not None:
+            return cast(O, codec_for(self.output_schema).decode(data))
+        return cast(O, decode_loose(data, output_type, self.known))
+
     def read_run(
         self, records: Mapping[str, bytes], run_id: str, name: str, now: datetime
     ) -> Run[I, O] | None:
@@ -175,10 +181,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
         output: Any = None
         data = records.get(OUTPUT_KEY)
         if data is not None:
-            if self.output_schema is not None:
-                output = codec_for(self.output_schema).decode(data)
-            else:
-                output = decode_loose(data, meta.output_type, self.known)
+            output = self.decode_output(data, meta.output_type)
         return Run(
             id=run_id,
             workflow=name,

@@ -27,7 +27,7 @@ endings here (``_end_failed``, and the step boundary in ``_checkpoint``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Never, Protocol
 
@@ -42,6 +42,12 @@ from durable_effect.errors import LeaseLostError, RunTimeoutError, StorageError,
 from durable_effect.jobs._instance import InstanceTx, TxHooks
 from durable_effect.storage._port import Lease
 from durable_effect.workflow._checkpoint import Checkpoints
+from durable_effect.workflow._children import (
+    cancel_children,
+    finished_event,
+    has_children,
+    wake_parent,
+)
 from durable_effect.workflow._events import (
     RunCancelled,
     RunCompleted,
@@ -52,6 +58,7 @@ from durable_effect.workflow._events import (
 )
 from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._records import (
+    END_KEY,
     INPUT_KEY,
     META,
     OUTPUT_KEY,
@@ -142,6 +149,15 @@ async def handle_alarm(spec: RunSpec, tx: InstanceTx) -> Effect[None, Never]:
     if hooks is None:  # pragma: no cover - the engine always gives hooks
         raise RuntimeError("workflow runs need the runtime's checkpoint hooks")
     if meta.status in FINISHED:
+        if meta.cancel_children:  # a cancelled run: cancel its unfinished children first
+            try:
+                await cancel_children(tx, hooks)
+            except (LeaseLostError, StorageError, ValidationError) as exc:
+                _log.LOGGER.warning("%s: could not cancel its children: %s", tx.instance_id, exc)
+                tx.set_alarm(tx.now() + KEY_FULL_FIRST_DELAY)  # try again a little later
+                return Effect.succeed(None)
+            META.save(tx, attrs.evolve(meta, cancel_children=False))
+            meta = attrs.evolve(meta, cancel_children=False)
         return await expire(spec.retain, tx, hooks, meta)
     return await Execution(spec, tx, hooks, meta).execute()
 
@@ -197,7 +213,8 @@ class Execution:
         self.steps = StepRunner(self.state, self.checkpoints, spec.known, spec.errors)
         # The run's end may release the lease in its own commit: nothing follows it (a run
         # with a concurrency key gives its slot back after its end, under the lease).
-        self.end_releases = meta.concurrency_key is None
+        # A child run wakes its parent after its end, under the lease: not released by it.
+        self.end_releases = meta.concurrency_key is None and meta.parent_run_id is None
 
     async def execute(self) -> Effect[None, Never]:
         try:
@@ -231,7 +248,7 @@ class Execution:
         if isinstance(signal, Aborted):
             return _fail_quietly(signal.cause)
         if isinstance(signal, Suspended):
-            await self._end(lambda: None)
+            await self._end(lambda: None, also=state.suspend_guards)
         elif isinstance(signal, Cancelled):
             await self._end_cancelled(signal.step, signal.index)
         elif isinstance(signal, TimedOut):
@@ -313,18 +330,29 @@ class Execution:
 
     # -- endings --------------------------------------------------------------------------------
 
-    async def _end(self, build: Callable[[], None]) -> bool:
-        """Buffer an ending and commit it unless a cancel was requested (then cancel)."""
+    async def _end(
+        self, build: Callable[[], None], *, also: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Buffer an ending and commit it unless a cancel was requested (then cancel).
+
+        ``also``: records that refuse the commit too — the ``end`` of the child a run
+        suspends to wait for: ended after the look, it makes the run look again at once
+        (its alarm now) instead of sleeping.
+        """
         state = self.state
         mark = state.mark()
         before = state.meta
         build()
+        checkpoints = self.checkpoints
         try:
-            committed = await self.checkpoints.commit_unless_cancelled(release=self.end_releases)
+            refused = await checkpoints.commit_guarded(also, release=self.end_releases)
+            if refused is not None and not checkpoints.is_cancel(refused):
+                state.tx.set_alarm(state.now())
+                refused = await checkpoints.commit_guarded(release=self.end_releases)
         except Aborted:
             state.drop_events(mark)
             raise
-        if committed:
+        if refused is None:
             return True
         state.undo(mark)
         state.meta = before
@@ -336,9 +364,20 @@ class Execution:
         return False
 
     def _finish(self, now: datetime, **changes: Any) -> None:
-        """Buffer a finished status (and the retention alarm)."""
-        self.state.evolve(completed_at=now, **changes)
-        self.state.tx.set_alarm(finished_alarm(self.spec.retain, now))
+        """Buffer a finished status (and the retention alarm); a child announces its end
+        to its parent (``run:child-finished``; the wake follows the commit)."""
+        state = self.state
+        state.evolve(completed_at=now, **changes)
+        state.tx.put(END_KEY, b"1")  # a parent suspending to wait for it is refused by it
+        state.tx.set_alarm(finished_alarm(self.spec.retain, now))
+        event = finished_event(state.workflow, state.run_id, state.meta, now)
+        if event is not None:
+            state.emit(event)
+
+    async def _ended(self) -> None:
+        """After the end's commit: give the concurrency slot back, wake a parent."""
+        await free_slot(self.state, self.hooks)
+        await wake_parent(self.state, self.hooks)
 
     async def _end_completed(self, data: bytes, path: str | None) -> None:
         state = self.state
@@ -355,7 +394,7 @@ class Execution:
             )
 
         if await self._end(build):
-            await free_slot(state, self.hooks)
+            await self._ended()
 
     async def _end_failed(self, error: BaseException, *, defect: bool) -> None:
         state = self.state
@@ -374,7 +413,7 @@ class Execution:
             )
 
         if await self._end(build):
-            await free_slot(state, self.hooks)
+            await self._ended()
 
     async def _end_cancelled(self, step: str | None, index: int | None) -> None:
         state = self.state
@@ -387,7 +426,11 @@ class Execution:
                     step_index=index if index is not None else (rec.index if rec else None),
                 )
             )
-        self._finish(state.now(), status="cancelled")
+        now = state.now()
+        self._finish(now, status="cancelled")
+        if has_children(state.tx.records()):  # its next alarm, at once, cancels them
+            state.evolve(cancel_children=True)
+            state.tx.set_alarm(now)
         state.emit(RunCancelled(**state.fields()))
         await self.checkpoints.commit(release=self.end_releases)
-        await free_slot(state, self.hooks)
+        await self._ended()

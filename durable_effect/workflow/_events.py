@@ -25,6 +25,8 @@ from durable_effect.workflow._results import Progress
 __all__ = [
     "LogWritten",
     "RunCancelled",
+    "RunChildFinished",
+    "RunChildStarted",
     "RunCoalesced",
     "RunCompleted",
     "RunDeleted",
@@ -64,6 +66,28 @@ class RunTriggered(WorkflowEvent):
     #: The run that started it as a child, or the run it was forked from.
     parent_run_id: str | None = None
     forked_from: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunChildStarted(WorkflowEvent):
+    """The run started a child run (``step.run_workflow``, or ``start_workflow``: ``wait``
+    false)."""
+
+    type: ClassVar[str] = "run:child-started"
+    step_name: str
+    child_workflow: str
+    child_run_id: str
+    wait: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class RunChildFinished(WorkflowEvent):
+    """A child run of the run finished (``status``: completed, failed or cancelled)."""
+
+    type: ClassVar[str] = "run:child-finished"
+    child_workflow: str
+    child_run_id: str
+    status: str
 
 
 @attrs.frozen(kw_only=True)

@@ -36,6 +36,7 @@ from durable_effect.workflow._results import Progress, RunStatus
 __all__ = [
     "CANCEL_FLAG",
     "CANCEL_KEY",
+    "END_KEY",
     "INPUT_KEY",
     "KEY_STATE",
     "LABELS_CODEC",
@@ -71,6 +72,7 @@ OUTPUT_KEY = "output"
 STEP_PREFIX = "step:"
 LOG_PREFIX = "log:"
 CANCEL_KEY = "cancel"
+END_KEY = "end"
 IDEM_KEY = "run"
 
 JOB_TYPE = "workflow"
@@ -119,8 +121,13 @@ class RunMeta:
     deadline: datetime | None = None
     #: The error of a failed run, by tag and fields (``_failures``); ``error`` is its text.
     failure: ErrorRec | None = None
-    #: The run that started this one as a child (``step.run_workflow``/``start_workflow``).
+    #: The run that started this one as a child (``step.run_workflow``/``start_workflow``),
+    #: and that run's workflow.
     parent_run_id: str | None = None
+    parent_workflow: str | None = None
+    #: A cancelled run whose unfinished children are still to be cancelled (its next alarm,
+    #: at once, does it: ``_children``).
+    cancel_children: bool = False
     #: The run this one was forked from (``fork``).
     forked_from: str | None = None
     #: The ``step.patched`` markers the run recorded (``_versions``).
@@ -143,6 +150,9 @@ class StepRec:
     output_type: str | None = None
     error: str | None = None
     wake_at: datetime | None = None
+    #: The child run a ``step.run_workflow``/``start_workflow`` step started.
+    child_workflow: str | None = None
+    child_run_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -157,6 +157,8 @@ class RunState:
         self.busy: str | None = None
         #: The step the run is in (a cancel then names it).
         self.current: str | None = None
+        #: Records that refuse the commit suspending the run (a waited-for child's end).
+        self.suspend_guards: tuple[tuple[str, str], ...] = ()
 
     # -- reading and writing ----------------------------------------------------------------------
 

@@ -26,21 +26,46 @@ Steps of one run execute one at a time (a step inside another step's effect is r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal, Never, Protocol, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Never, Protocol, TypeAlias, TypeVar, overload
 
 from durable_effect._backoff import Retry
 from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, async_effect
-from durable_effect.errors import RetryExhaustedError, StepTimeoutError
+from durable_effect.errors import (
+    NonDeterminismError,
+    RetryExhaustedError,
+    RunCancelledError,
+    RunFailedError,
+    RunTimeoutError,
+    StepTimeoutError,
+    TaggedError,
+    ValidationError,
+)
 
-__all__ = ["LogLevelName", "Step", "StepLog", "StepOps"]
+if TYPE_CHECKING:
+    from durable_effect.workflow._definition import WorkflowDefinition
+
+__all__ = ["ChildErrors", "LogLevelName", "Step", "StepLog", "StepOps"]
 
 A = TypeVar("A")
 E = TypeVar("E", bound=BaseException)
 
+CI = TypeVar("CI")
+CO = TypeVar("CO")
+CE = TypeVar("CE", bound=BaseException)
+
 LogLevelName: TypeAlias = Literal["info", "warn", "error"]
+#: What a waited-for child run gives besides its declared errors.
+ChildErrors: TypeAlias = (
+    RunFailedError
+    | RunTimeoutError
+    | RunCancelledError
+    | RetryExhaustedError
+    | StepTimeoutError
+    | NonDeterminismError
+)
 
 
 class StepOps(Protocol):
@@ -75,6 +100,19 @@ class StepOps(Protocol):
 
     def patched(self, name: str) -> bool:
         """Answer (and record) ``step.patched(name)``."""
+        ...
+
+    async def child_step(
+        self,
+        name: str,
+        workflow: object,
+        value: object,
+        idempotency_key: str | None,
+        labels: Mapping[str, str] | None,
+        *,
+        wait: bool,
+    ) -> Effect[Any, BaseException]:
+        """Start (or replay) a child run; with ``wait``, wait for its end."""
         ...
 
     def write_log(self, level: LogLevelName, message: str, data: dict[str, object]) -> None:
@@ -224,6 +262,79 @@ class Step:
             raise TypeError(f"step.sleep_until needs an aware datetime, got {when!r}")
         runner = self._runner
         return _promise(lambda: runner.sleep_step(checked, lambda _now: when))
+
+    @overload
+    def run_workflow(
+        self,
+        name: str,
+        workflow: WorkflowDefinition[CI, CO, CE, Any],
+        input: CI,
+        *,
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Effect[CO, CE | ChildErrors | ValidationError]: ...
+
+    @overload
+    def run_workflow(
+        self,
+        name: str,
+        workflow: str,
+        input: object,
+        *,
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Effect[object, TaggedError]: ...
+
+    def run_workflow(
+        self,
+        name: str,
+        workflow: object,
+        input: object,
+        *,
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Effect[Any, Any]:
+        """Start a child run of ``workflow`` (a definition, or the name it is registered
+        under with this ``create_durable_jobs``) and wait durably — no worker held — for its
+        output; the step fails with the child's own error (``RunCancelledError`` when the
+        child was cancelled). The child's id is derived from this run and ``name``, so a
+        replay never starts a second one; it records ``parent_run_id``, its deadline is
+        capped by this run's, and cancelling this run cancels it. ``ValidationError`` (the
+        step's failure, nothing started) for an input that does not fit the child's schema.
+        """
+        return self._child(name, workflow, input, idempotency_key, labels, wait=True)
+
+    def start_workflow(
+        self,
+        name: str,
+        workflow: WorkflowDefinition[Any, Any, Any, Any] | str,
+        input: object,
+        *,
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Effect[str, ValidationError]:
+        """Start a child run (as ``run_workflow``) and give its ``run_id`` without waiting."""
+        return self._child(name, workflow, input, idempotency_key, labels, wait=False)
+
+    def _child(
+        self,
+        name: str,
+        workflow: object,
+        value: object,
+        idempotency_key: str | None,
+        labels: Mapping[str, str] | None,
+        *,
+        wait: bool,
+    ) -> Effect[Any, Any]:
+        checked = _check_name(name)
+        runner = self._runner
+
+        async def go() -> Effect[Any, Any]:
+            return await runner.child_step(
+                checked, workflow, value, idempotency_key, labels, wait=wait
+            )
+
+        return async_effect(go)
 
     def patched(self, name: str) -> Effect[bool, Never]:
         """Whether this run reaches this point under code that has the patch ``name``.

@@ -19,7 +19,7 @@ Every step reaches the run's records through ``RunState`` and commits through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Never
 
@@ -38,6 +38,7 @@ from durable_effect.errors import (
     ValidationError,
 )
 from durable_effect.workflow._checkpoint import Checkpoints
+from durable_effect.workflow._children import ChildRuns
 from durable_effect.workflow._events import (
     LogWritten,
     RunProgressed,
@@ -122,6 +123,7 @@ class StepRunner:
         self.known = known
         self.errors = errors
         self.versions = Versions(state)
+        self.children = ChildRuns(state, checkpoints)
         self.run_id = state.run_id
         self.workflow = state.workflow
         # Calls of step.log / step.progress outside steps in this execution (see RunMeta).
@@ -340,6 +342,20 @@ class StepRunner:
 
     def patched(self, name: str) -> bool:
         return self.versions.patched(name)
+
+    async def child_step(
+        self,
+        name: str,
+        workflow: object,
+        value: object,
+        idempotency_key: str | None,
+        labels: Mapping[str, str] | None,
+        *,
+        wait: bool,
+    ) -> Effect[Any, BaseException]:
+        self.state.check_open(f"{'run' if wait else 'start'}_workflow {name!r}")
+        self.versions.reach(name)
+        return await self.children.step(name, workflow, value, idempotency_key, labels, wait=wait)
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
         state = self.state

@@ -1,4 +1,4 @@
-# Revealed types of step.patched, fork and resume (issue 16).
+# Revealed types of step.patched, fork, resume, run_workflow and start_workflow (issue 16).
 # Nothing here runs: pytest imports this file (doctest collection) and finds only functions.
 # mypy: disable-error-code="unused-awaitable, unused-coroutine"
 # ruff: noqa: E501
@@ -33,3 +33,11 @@ def client_calls(client: JobsClient) -> None:
     reveal_type(h.fork("r"))  # R: Effect[TriggerResult, InstanceNotFoundError | InvalidStateError | ConflictError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.fork("r", from_step="audit"))  # R: Effect[TriggerResult, InstanceNotFoundError | InvalidStateError | ConflictError | JobNotFoundError | ValidationError | StorageError]
     reveal_type(h.resume("r"))  # R: Effect[Run[Order, int], InstanceNotFoundError | InvalidStateError | JobNotFoundError | ValidationError | StorageError]
+
+
+@Effect.gen
+def parent(step: Step, order: Order) -> Gen[int, Exception]:
+    reveal_type(step.run_workflow("kid", wf, Order(qty=1)))  # R: Effect[int, RunFailedError | RunTimeoutError | RunCancelledError | RetryExhaustedError | StepTimeoutError | NonDeterminismError | ValidationError]
+    reveal_type(step.run_workflow("kid", "ship", {"qty": 1}))  # R: Effect[object, TaggedError]
+    reveal_type(step.start_workflow("kid", wf, Order(qty=1)))  # R: Effect[str, ValidationError]
+    return (yield from step.run_workflow("kid", wf, order))
