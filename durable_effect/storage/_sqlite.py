@@ -669,7 +669,14 @@ def _commit_rows(
             alarm_changed |= alarm is None
             rows.append((instance_id, write.purge, deletes, puts, alarm, index))
         weight += 1 + len(puts) + len(deletes) + (0 if index is None else len(index))
+        if write.purge:  # deletes every record and entry it has: rows not listed here
+            weight += _PURGE_WEIGHT
     return rows, weight, alarm_changed
+
+
+#: The rows a purge is taken to delete (records, index entries, their counts) when deciding
+#: where a batch runs: a batch of purges is not a few microseconds of work on the loop.
+_PURGE_WEIGHT: Final = 16
 
 
 def _key(key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,3 +102,35 @@ async def test_the_wal_stays_bounded_under_inline_writes(tmp_path: Path) -> None
         wal = os.path.getsize(f"{path}-wal")
         assert wal < 16 * 2**20
         assert len(await backend.list_instances("i")) == 3000
+
+
+async def test_a_batch_of_purges_runs_on_the_thread_not_the_loop(tmp_path: Path) -> None:
+    """A purge deletes rows its write does not list (every record, index entry, count), so a
+    commit of 16 purges is not the small batch that may run inline: it never blocks the loop
+    (the retention sweep's batches; an alarm due meanwhile still starts on time)."""
+    async with SqliteStorage(tmp_path / "jobs.db", synchronous="normal") as backend:
+        ids = [f"run-{n:02d}" for n in range(16)]
+        got = await backend.acquire(ids, owner="w", now=T0, ttl=TTL)
+        assert got is not None
+        puts = {f"k{k}": b"v" for k in range(4)}
+        await backend.commit(got.leases, [InstanceWrite(instance_id=i, puts=puts) for i in ids])
+        got = await backend.acquire(ids, owner="w", now=T0, ttl=TTL)
+        assert got is not None
+        writer = backend._group._writer
+        assert writer is not None
+        threads: set[int] = set()
+
+        def traced(statement: str) -> None:
+            if statement.lstrip().upper().startswith("DELETE"):
+                threads.add(threading.get_ident())
+
+        writer.set_trace_callback(traced)
+        try:
+            await backend.commit(
+                got.leases, [InstanceWrite(instance_id=i, purge=True) for i in ids]
+            )
+        finally:
+            writer.set_trace_callback(None)
+        assert threads, "the purge ran no DELETE"
+        assert threading.get_ident() not in threads
+        assert (await backend.load(ids[:1]))[ids[0]].records == {}
