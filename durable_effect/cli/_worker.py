@@ -31,11 +31,15 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         await worker.run(stop_on=_SIGNALS)
         if worker.aborted:
             _LOG.warning(
-                "worker %s aborted after firing %d alarms; the leases of the handlers it "
+                "worker %s aborted after firing %s; the leases of the handlers it "
                 "cancelled expire by themselves",
                 worker.owner,
-                worker.fired,
+                _alarms(worker.fired),
             )
             return INTERRUPTED
-        _LOG.info("worker %s stopped after firing %d alarms", worker.owner, worker.fired)
+        _LOG.info("worker %s stopped after firing %s", worker.owner, _alarms(worker.fired))
     return 0
+
+
+def _alarms(count: int) -> str:
+    return f"{count} alarm" if count == 1 else f"{count} alarms"

@@ -116,7 +116,7 @@ def test_text_logs_name_every_failure_and_show_a_defects_traceback_once(db: Path
     assert "Traceback" not in "\n".join(
         lines[lines.index(next(line for line in lines if "stopping" in line)) :]
     )
-    assert re.search(r"INFO +worker \S+ stopped after firing \d+ alarms$", lines[-1])
+    assert re.search(r"INFO +worker \S+ stopped after firing \d+ alarms?$", lines[-1])
 
 
 def test_json_logs_are_one_object_per_line(db: Path) -> None:
@@ -163,3 +163,14 @@ def test_log_level_debug_and_error(db: Path) -> None:
     firsts = [first for first, _ in records(lines)]
     assert firsts
     assert all(" ERROR " in first for first in firsts), firsts
+
+
+def test_the_stop_line_counts_alarms_in_english(db: Path) -> None:
+    async def one_run() -> None:
+        async with DurableJobs(dict(worker_app.jobs.registry), storage=f"sqlite:///{db}") as jobs:
+            await jobs.client.workflow(worker_app.wf).trigger(5)
+
+    asyncio.run(one_run())
+    code, lines = run_worker(db, until=r"failed at step")
+    assert code == 0, lines
+    assert re.search(r"INFO +worker \S+ stopped after firing 1 alarm$", lines[-1]), lines[-1]
