@@ -72,9 +72,17 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(python: Path, code: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return _python(python, "-c", code)
+
+
+def _python(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTHON") and k != "DURABLE_EFFECT_STORAGE"
+    }
     return subprocess.run(
-        [str(python), "-c", code],
+        [str(python), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,3 +133,16 @@ def test_the_contract_suite_says_it_needs_pytest(bare_python: Path) -> None:
     result = _run(bare_python, "import durable_effect.testing.contract")
     assert result.returncode == 1
     assert "No module named 'pytest'" in result.stderr
+
+
+def test_postgresql_without_its_driver_is_one_line_naming_the_url(bare_python: Path) -> None:
+    url = "postgresql://app:s3cret-pw@127.0.0.1:1/jobs"
+    result = _python(bare_python, "-m", "durable_effect", "migrate", "--storage", url)
+    assert result.returncode == 4, result.stderr
+    assert "s3cret-pw" not in result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        "durable-effect: cannot open storage postgresql://app:***@127.0.0.1:1/jobs: "
+        "PostgresStorage needs psycopg 3: pip install 'durable_effect[postgres]'"
+    )

@@ -66,14 +66,24 @@ def storage_label(storage: Storage) -> str:
     return repr(storage)
 
 
+def _without_password(url: str, text: str) -> str:
+    """``text`` (a message about ``url``) on one line, with the URL's password as ``***``."""
+    password = _password(url)
+    return one_line(hide_password(text if not password else text.replace(password, "***")))
+
+
 def storage_from_url(url: str) -> Storage:
-    """``open_storage(url)``; an unusable URL is a usage error, a missing driver exit 4."""
+    """``open_storage(url)``; an unusable URL is a usage error, a missing driver exit 4 (the
+    message names the URL, its password hidden)."""
     try:
         return open_storage(url)
     except ValueError as exc:
-        raise CliError(one_line(str(exc)), USAGE) from None
+        raise CliError(_without_password(url, str(exc)), USAGE) from None
     except ImportError as exc:
-        raise CliError(one_line(str(exc)), STORAGE_FAILED) from None
+        reason = _without_password(url, str(exc))
+        raise CliError(
+            f"cannot open storage {hide_password(url)}: {reason}", STORAGE_FAILED
+        ) from None
 
 
 def load_app(spec: str, storage: str | None = None) -> DurableJobs:
@@ -145,8 +155,7 @@ def _cannot_open(storage: Storage, exc: BaseException) -> CliError:
     reason = exc.cause if isinstance(exc, StorageError) else exc
     text = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
     if isinstance(storage, PostgresStorage):
-        password = _password(storage.url)
-        text = hide_password(text if not password else text.replace(password, "***"))
+        text = _without_password(storage.url, text)
     return CliError(
         f"cannot open storage {storage_label(storage)}: {one_line(text)}", STORAGE_FAILED
     )

@@ -198,3 +198,10 @@ def test_the_storage_variable_names_a_store_that_cannot_open(tmp_path: Path) -> 
 def test_an_unsupported_url_is_a_usage_error() -> None:
     line = one_line_error(cli(None, "migrate", "--storage", "redis://cache"), 2)
     assert "unsupported storage URL 'redis://cache'" in line
+
+
+def test_an_unsupported_url_hides_its_password() -> None:
+    result = cli(None, "migrate", "--storage", "mysql://app:s3cret-pw@db/jobs")
+    line = one_line_error(result, 2)
+    assert "s3cret-pw" not in result.stderr
+    assert "unsupported storage URL 'mysql://app:***@db/jobs'" in line
