@@ -7,7 +7,9 @@ and ``resume`` (the same run, continuing after its last completed step).
   ``from_step`` is ``None`` — are copied, so those steps replay instead of running again,
   with the patch markers recorded before that point (``_versions``). ``from_step`` must
   name a completed step (``ValidationError``). The new run records ``forked_from`` and gets
-  a fresh deadline.
+  a fresh deadline. The copied records of ``step.start_workflow`` / ``step.run_workflow``
+  steps keep their output (the child's id, the child's output) but not the child they name:
+  that child belongs to the original run, so cancelling the fork leaves it alone.
 * **resume** — of a ``failed`` or ``cancelled`` run only (``InvalidStateError`` otherwise):
   the run becomes ``pending`` again with its alarm now, its cancel request is dropped and
   its deadline starts afresh; its steps are kept, so the next execution replays the
@@ -65,7 +67,7 @@ def copy_history(
                 path="from_step",
             )
         cut = found[0]
-    kept = steps[:cut]
+    kept = [attrs.evolve(rec, child_workflow=None, child_run_id=None) for rec in steps[:cut]]
     return Copied(
         records={step_key(rec.index): STEP_CODEC.encode(rec) for rec in kept},
         next_index=kept[-1].index + 1 if kept else 0,

@@ -236,3 +236,53 @@ async def test_resume_and_fork_start_a_fresh_deadline(kind: str, tmp_path: Path)
             assert run.error is not None
             assert run.error.startswith("RunTimeoutError")
         assert calls.log == ["before"]  # the fork replayed its copy, the resumed run its own
+
+
+async def test_cancelling_a_fork_leaves_the_originals_children_alone(
+    kind: str, tmp_path: Path
+) -> None:
+    calls = Calls()
+
+    @Effect.gen
+    def leaf(step: Step, n: int) -> Gen[int, Exception]:
+        yield from step.sleep("long", "30 days")
+        return n
+
+    leaf_wf = Workflow.make(int, leaf)
+    failures = {"check": 1}
+
+    def check() -> Effect[int, Boom]:
+        calls.log.append("check")
+        if failures["check"] > 0:
+            failures["check"] -= 1
+            return Effect.fail(Boom(code=1))
+        return Effect.succeed(0)
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[str, Exception]:
+        child_id = yield from step.start_workflow("fire", leaf_wf, n)
+        yield from step.run("check", Effect.suspend(check))
+        yield from step.sleep("nap", "1 day")
+        return child_id
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, leaf=leaf_wf) as rt:
+        h, hl = rt.client.workflow(wf), rt.client.workflow(leaf_wf)
+        rid = (await h.trigger(1)).run_id
+        await rt.run_until_idle()
+        assert (await h.get_run(rid)).status == "failed"
+        (child,) = await hl.list_runs()
+        assert (child.parent_run_id, child.status) == (rid, "sleeping")
+        forked = (await h.fork(rid)).run_id  # copies "fire": the child stays the original's
+        await rt.run_until_idle()
+        assert (await h.get_run(forked)).status == "sleeping"
+        assert [r.id for r in await hl.list_runs()] == [child.id]  # no second child
+        await h.cancel(forked)
+        await rt.run_until_idle()
+        assert (await h.get_run(forked)).status == "cancelled"
+        assert (await hl.get_run(child.id)).status == "sleeping"  # not the fork's to cancel
+        await h.resume(forked)
+        await rt.advance("1 day")
+        run = await h.get_run(forked)
+        assert (run.status, run.output) == ("completed", child.id)  # the copied output
+        assert calls.log == ["check", "check"]
