@@ -5,7 +5,9 @@
   parent's step record naming it. Its id is derived from the parent's run id and the step's
   name, so a replay (after a crash, a sleep…) finds the step record, or finds the child
   already there, and never starts a second one. With ``idempotency_key`` a retained run of
-  the child workflow with that key is the child instead. ``run:child-started``.
+  the child workflow with that key is the child instead (a run another parent or a client
+  started: it is not this run's to cancel, and a waiting parent is recorded beside the key,
+  ``Waiter``, so that run's end wakes it too). ``run:child-started``.
 * **wait** (``run_workflow``) — a durable wait with no worker held: the parent looks at the
   child; finished, the step completes with its output (or fails with its own error, decoded
   by the child workflow's ``error_schema``; ``RunCancelledError`` for a cancelled child);
@@ -40,7 +42,7 @@ from durable_effect.errors import (
     TaggedError,
     ValidationError,
 )
-from durable_effect.jobs._instance import InstanceTx, TxHooks, validate_id
+from durable_effect.jobs._instance import InstanceRef, InstanceTx, TxHooks, validate_id
 from durable_effect.workflow._checkpoint import Checkpoints
 from durable_effect.workflow._events import (
     RunChildFinished,
@@ -60,6 +62,7 @@ from durable_effect.workflow._records import (
     CancelFlag,
     RunMeta,
     StepRec,
+    add_waiter,
     cancel_ref,
     check_labels,
     idem_ref,
@@ -68,6 +71,7 @@ from durable_effect.workflow._records import (
     run_id_fits,
     run_ref,
     set_mark,
+    waiters_of,
 )
 from durable_effect.workflow._results import FINISHED
 from durable_effect.workflow._run_state import (
@@ -215,6 +219,8 @@ class ChildRuns:
             existing = mark_of(txs[1]) if len(txs) > 1 else None
             if existing is not None:
                 child_id = existing  # a retained run of the key is the child
+                if wait:  # its end wakes this run too (``wake_parent``)
+                    add_waiter(txs[1], state.workflow, state.run_id)
             elif META.load(ctx) is None:
                 META.save(
                     ctx,
@@ -389,15 +395,23 @@ def parent_wake(now: datetime) -> Callable[[Sequence[InstanceTx]], None]:
 
 
 async def wake_parent(state: RunState, hooks: TxHooks) -> None:
-    """After a child's end: its sleeping parent's alarm now (best effort: a parent held at
-    this moment looks at its child itself, see the module docstring)."""
+    """After a child's end: the sleeping alarm now of its parent and of the runs waiting for
+    it through its idempotency key (best effort: a parent held at this moment looks at its
+    child itself, see the module docstring)."""
     meta = state.meta
-    if meta.parent_run_id is None or meta.parent_workflow is None:
-        return
-    parent = run_ref(meta.parent_workflow, meta.parent_run_id)
+    parents: list[InstanceRef] = []
+    if meta.parent_run_id is not None and meta.parent_workflow is not None:
+        parents.append(run_ref(meta.parent_workflow, meta.parent_run_id))
     # On failure, the parent's own look (its alarm) finds the child finished.
-    with contextlib.suppress(LeaseLostError, StorageError, ValidationError):
-        await hooks.try_commit_with(state.tx, [parent], parent_wake(state.now()))
+    if meta.idempotency_key is not None:
+        with contextlib.suppress(LeaseLostError, StorageError, ValidationError):
+            mark = await hooks.peek(idem_ref(state.workflow, meta.idempotency_key).instance_id)
+            if mark_of(mark.records) == state.run_id:
+                waiting = waiters_of(mark.records)
+                parents.extend(run_ref(w.workflow, w.run_id) for w in waiting)
+    for parent in dict.fromkeys(parents):
+        with contextlib.suppress(LeaseLostError, StorageError, ValidationError):
+            await hooks.try_commit_with(state.tx, [parent], parent_wake(state.now()))
 
 
 def has_children(records: Mapping[str, bytes]) -> bool:
@@ -414,8 +428,8 @@ async def cancel_children(tx: InstanceTx, hooks: TxHooks) -> None:
             continue
         child = run_ref(rec.child_workflow, rec.child_run_id)
         meta = META.load((await hooks.peek(child.instance_id)).records)
-        if meta is None or meta.status in FINISHED:
-            continue
+        if meta is None or meta.status in FINISHED or meta.parent_run_id != tx.ref.id:
+            continue  # gone, over, or a run of its idempotency key someone else started
 
         def request(ctx: InstanceTx) -> None:
             if ctx.get(CANCEL_FLAG.key) is None:

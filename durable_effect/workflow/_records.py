@@ -10,7 +10,8 @@ A run is the instance ``workflow:{name}:{run_id}``. Its records:
 * ``log:{seq:08d}`` — one :class:`LogRec` per ``step.log`` line.
 
 Beside it live three small instances (none has an alarm; the registry ignores them):
-``wfidem:{name}:{key}`` (the run an idempotency key gave: ``IDEM_MARK``),
+``wfidem:{name}:{key}`` (the run an idempotency key gave: ``IDEM_MARK``, and the parents
+that took that run as their child and wait for it: ``waiter:…``, :class:`Waiter`),
 ``wfkey:{name}:{key}`` (a concurrency key: its pending run and the runs holding a slot,
 ``KEY_STATE``) and ``wfcancel:{name}:{run_id}`` (the cancel request of a run a worker is
 executing, ``CANCEL_FLAG``).
@@ -53,6 +54,8 @@ __all__ = [
     "PatchMark",
     "RunMeta",
     "StepRec",
+    "Waiter",
+    "add_waiter",
     "cancel_flag_record",
     "check_labels",
     "cancel_ref",
@@ -65,6 +68,7 @@ __all__ = [
     "run_id_fits",
     "run_ref",
     "step_key",
+    "waiters_of",
 ]
 
 INPUT_KEY = "input"
@@ -270,6 +274,32 @@ def mark_of(source: Readable) -> str | None:
 def set_mark(itx: InstanceTx, run_id: str) -> None:
     """Make the idempotency mark ``itx`` name ``run_id``."""
     itx.put(IDEM_KEY, run_id.encode("utf-8"))
+
+
+@attrs.frozen(kw_only=True)
+class Waiter:
+    """A ``waiter:…`` record of an idempotency mark: a run waiting for the mark's run as a
+    child it did not start (``step.run_workflow(..., idempotency_key=...)``)."""
+
+    workflow: str
+    run_id: str
+
+
+WAITER_PREFIX = "waiter:"
+WAITER_CODEC: Codec[Waiter] = codec_for(Waiter)
+
+
+def add_waiter(itx: InstanceTx, workflow: str, run_id: str) -> None:
+    """Record in the mark ``itx`` that run ``run_id`` of ``workflow`` waits for its run."""
+    digest = hashlib.sha256(f"{workflow}\x00{run_id}".encode()).hexdigest()[:32]
+    itx.put(
+        f"{WAITER_PREFIX}{digest}", WAITER_CODEC.encode(Waiter(workflow=workflow, run_id=run_id))
+    )
+
+
+def waiters_of(source: Mapping[str, bytes]) -> list[Waiter]:
+    """The waiters an idempotency mark records (``ValidationError`` if one is unreadable)."""
+    return [WAITER_CODEC.decode(source[k]) for k in sorted(source) if k.startswith(WAITER_PREFIX)]
 
 
 def drop_mark(itx: InstanceTx, run_id: str) -> None:

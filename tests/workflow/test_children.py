@@ -254,3 +254,101 @@ async def test_a_parents_deadline_caps_its_childs(kind: str, tmp_path: Path) -> 
         assert info.value.run_id == kid.id
         with pytest.raises(RunTimeoutError):
             await h.wait_output(rid)
+
+
+async def test_an_idempotency_key_makes_a_retained_run_of_that_key_the_child(
+    kind: str, tmp_path: Path
+) -> None:
+    calls = Calls()
+    child = make_child(calls, nap="1 hour")
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[list[object], Exception]:
+        kid = yield from step.start_workflow("fire", child, n, idempotency_key="order-7")
+        out = yield from step.run_workflow("wait", child, n, idempotency_key="order-7")
+        return [kid, out]
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        h, hc = rt.client.workflow(wf), rt.client.workflow(child)
+        first = (await h.trigger(2)).run_id
+        await rt.run_until_idle()
+        second = (await h.trigger(3)).run_id  # the same key: the same child, input 2
+        await rt.run_until_idle()
+        assert (await h.get_run(second)).status == "sleeping"
+        (kid,) = await hc.list_runs()
+        assert (kid.idempotency_key, kid.parent_run_id) == ("order-7", first)
+        again = await hc.trigger(9, idempotency_key="order-7")  # a client sees it too
+        assert (again.run_id, again.disposition) == (kid.id, "idempotent")
+        await rt.advance("1 hour")
+        for rid in (first, second):
+            run = await h.get_run(rid)
+            assert (run.status, run.output) == ("completed", [kid.id, 20]), rid
+            assert run.completed_at == T0 + timedelta(hours=1), rid  # woken at once
+        assert calls.log == ["child-2"]  # one child for both parents and both steps
+
+
+async def test_a_client_run_with_the_key_is_the_child(kind: str, tmp_path: Path) -> None:
+    calls = Calls()
+    child = make_child(calls)
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[int, Exception]:
+        return (yield from step.run_workflow("kid", child, n, idempotency_key="shared"))
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        hc = rt.client.workflow(child)
+        existing = (await hc.trigger(4, idempotency_key="shared")).run_id
+        await rt.run_until_idle()
+        rid = (await rt.client.workflow(wf).trigger(1)).run_id
+        await rt.run_until_idle()
+        assert await rt.client.workflow(wf).wait_output(rid) == 40  # the existing run's
+        assert [r.id for r in await hc.list_runs()] == [existing]
+        assert calls.log == ["child-4"]
+
+
+async def test_a_bad_idempotency_key_fails_the_step_and_starts_nothing(
+    kind: str, tmp_path: Path
+) -> None:
+    child = make_child(Calls())
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[str, Exception]:
+        return (yield from step.start_workflow("kid", child, n, idempotency_key=""))
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        rid = (await rt.client.workflow(wf).trigger(1)).run_id
+        await rt.run_until_idle()
+        run = await rt.client.workflow(wf).get_run(rid)
+        assert run.status == "failed"
+        assert run.error is not None
+        assert run.error.startswith("ValidationError")
+        assert "idempotency_key" in run.error
+        assert await rt.client.workflow(child).list_runs() == []
+
+
+async def test_cancelling_a_parent_leaves_a_run_of_the_key_it_did_not_start(
+    kind: str, tmp_path: Path
+) -> None:
+    calls = Calls()
+    child = make_child(calls, nap="1 hour")
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[int, Exception]:
+        return (yield from step.run_workflow("kid", child, n, idempotency_key="shared"))
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        h, hc = rt.client.workflow(wf), rt.client.workflow(child)
+        existing = (await hc.trigger(4, idempotency_key="shared")).run_id
+        rid = (await h.trigger(1)).run_id
+        await rt.run_until_idle()
+        assert (await h.get_run(rid)).status == "sleeping"
+        await h.cancel(rid)
+        await rt.run_until_idle()
+        assert (await h.get_run(rid)).status == "cancelled"
+        assert (await hc.get_run(existing)).status == "sleeping"  # the client's run goes on
+        await rt.advance("1 hour")
+        assert (await hc.get_run(existing)).output == 40
