@@ -51,6 +51,7 @@ from durable_effect.jobs._instance import InstanceRef, InstanceTx
 from durable_effect.storage._port import (
     Acquired,
     Claimed,
+    FeedEntry,
     IndexHit,
     InstanceSnapshot,
     InstanceWrite,
@@ -238,6 +239,14 @@ class Engine:
     async def next_alarm_at(self) -> datetime | None:
         """The earliest alarm of the storage (held or not)."""
         return await self.storage.next_alarm_at()
+
+    async def read_feed(self, *, after: int, limit: int) -> Sequence[FeedEntry]:
+        """Feed entries past ``after`` (what every process committed; ``Storage.read_feed``)."""
+        return await self.storage.read_feed(after=after, limit=limit)
+
+    async def feed_head(self) -> int:
+        """The sequence number of the newest feed entry (``Storage.feed_head``)."""
+        return await self.storage.feed_head()
 
     async def extend(self, lease: Lease, *, now: datetime | None = None) -> Lease:
         """Renew ``lease`` for the engine's TTL from ``now`` (default: the clock's now)."""

@@ -1,0 +1,291 @@
+"""Benchmark the web API: the list route over 100,000 runs, and the event stream under load.
+
+Usage: ``python benchmarks/bench_web.py [--quick]``. Prints a table and writes
+``benchmarks/results/bench_web.json``.
+
+1. ``list``: ``GET /api/workflows/{wf}/runs?limit=50`` (first page, a status filter, a
+   label filter, and the page after a cursor) through the real app (httpx's ASGI
+   transport, in process) on a SQLite file holding N runs (100,000; ``--quick`` 5,000):
+   p50 and p99 latency of 200 requests each (``--quick``: 50). Also ``GET /api/workflows``
+   (the counts).
+2. ``stream``: a worker process runs 1,000 runs of a three-step workflow (triggered up front,
+   then ``jobs.worker(concurrency=16).run()`` until all are done) on a SQLite file, while a
+   dashboard process (``durable-effect dashboard``) streams its events to 100 connected SSE
+   clients (httpx, in this process, counting frames) — against the same worker with no
+   dashboard and no clients, interleaved round by round on fresh files. The bar: with
+   clients, the worker's throughput is within 10 % of without (ratio >= 0.90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from durable_effect import Effect, Gen, Step, Workflow, create_durable_jobs
+from durable_effect.web import create_app
+from durable_effect.workflow import TriggerRequest, WorkflowDefinition
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "benchmarks.bench_web:jobs"
+
+
+@Effect.gen
+def three_steps(step: Step, x: int) -> Gen[int, Exception]:
+    a = yield from step.run("add", Effect.succeed(x + 1))
+    b = yield from step.run("double", Effect.succeed(a * 2))
+    return (yield from step.run("dec", Effect.succeed(b - 1)))
+
+
+FLOW: WorkflowDefinition[int, int] = Workflow.make(int, three_steps)
+#: For the dashboard process (``--storage`` gives the file).
+jobs = create_durable_jobs({"flow": FLOW}, storage="memory://")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# -- 1. the list route -------------------------------------------------------------------------
+
+
+async def fill(path: Path, n: int) -> None:
+    async with create_durable_jobs({"flow": FLOW}, storage=f"sqlite:///{path}") as filling:
+        handle = filling.client.workflow(FLOW)
+        for start in range(0, n, 1000):
+            batch = [
+                TriggerRequest(input=i, labels={"shard": str(i % 10)})
+                for i in range(start, min(n, start + 1000))
+            ]
+            await Effect.run_promise(handle.batch_trigger(batch))
+
+
+async def time_requests(http: httpx.AsyncClient, path: str, params: object, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = await http.get(path, params=params)  # type: ignore[arg-type]
+        out.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return out
+
+
+async def bench_list(tmp: Path, runs: int, requests: int) -> list[dict[str, object]]:
+    path = tmp / "list.db"
+    started = time.perf_counter()
+    await fill(path, runs)
+    print(f"filled {runs} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    rows: list[dict[str, object]] = []
+    async with create_durable_jobs({"flow": FLOW}, storage=f"sqlite:///{path}") as served:
+        transport = httpx.ASGITransport(app=create_app(served))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            first = (await http.get("/api/workflows/flow/runs", params={"limit": 50})).json()
+            cursor = first["next_cursor"]
+            cases: list[tuple[str, str, object]] = [
+                ("runs, first page", "/api/workflows/flow/runs", {"limit": 50}),
+                ("runs, status=pending", "/api/workflows/flow/runs", {"status": "pending"}),
+                ("runs, label shard:3", "/api/workflows/flow/runs", {"label": "shard:3"}),
+                ("runs, after a cursor", "/api/workflows/flow/runs", {"after": cursor}),
+                ("workflows + counts", "/api/workflows", {}),
+            ]
+            for name, route, params in cases:
+                n = requests if "counts" not in name else max(requests // 10, 5)
+                times = await time_requests(http, route, params, n)
+                rows.append(
+                    {
+                        "bench": "list",
+                        "case": name,
+                        "runs": runs,
+                        "requests": n,
+                        "p50_ms": round(percentile(times, 50), 2),
+                        "p99_ms": round(percentile(times, 99), 2),
+                    }
+                )
+    return rows
+
+
+# -- 2. the stream under a worker -------------------------------------------------------------
+
+WORKER = """
+import asyncio, sys, time
+from durable_effect import Effect, create_durable_jobs
+from durable_effect.workflow import TriggerRequest
+from benchmarks.bench_web import FLOW
+
+async def main(path, n):
+    async with create_durable_jobs({"flow": FLOW}, storage=f"sqlite:///{path}") as jobs:
+        handle = jobs.client.workflow(FLOW)
+        await Effect.run_promise(handle.batch_trigger([TriggerRequest(input=i) for i in range(n)]))
+        print("triggered", flush=True)
+        sys.stdin.readline()  # go
+        worker = jobs.worker(concurrency=16, poll_interval=0.2)
+        task = asyncio.ensure_future(worker.run())
+        started = time.perf_counter()
+        while True:
+            runs = await Effect.run_promise(handle.list_runs(status="completed", limit=n))
+            if len(runs) >= n:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        await worker.stop()
+        await task
+        print(f"elapsed {elapsed}", flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@contextlib.asynccontextmanager
+async def dashboard(path: Path) -> AsyncIterator[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "durable_effect.cli",
+        "dashboard",
+        APP,
+        "--storage",
+        f"sqlite:///{path}",
+        "--port",
+        "0",
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        url = line.split(" on ", 1)[1].split(";", 1)[0].split(" ", 1)[0]
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def listen(url: str, counts: list[int], index: int, ready: asyncio.Event) -> None:
+    async with (
+        httpx.AsyncClient(timeout=None) as http,
+        http.stream("GET", url + "api/stream") as response,
+    ):
+        ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                counts[index] += 1
+
+
+async def worker_round(tmp: Path, name: str, runs: int, clients: int) -> tuple[float, int]:
+    """Runs/s of the worker process; frames the clients got (0 without clients)."""
+    path = tmp / f"{name}.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WORKER,
+        str(path),
+        str(runs),
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 120)).startswith(b"triggered")
+    counts = [0] * clients
+    tasks: list[asyncio.Task[None]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if clients:
+            url = await stack.enter_async_context(dashboard(path))
+            readies = [asyncio.Event() for _ in range(clients)]
+            tasks = [
+                asyncio.ensure_future(listen(url, counts, i, readies[i])) for i in range(clients)
+            ]
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+            await asyncio.sleep(0.5)
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 600)).decode()
+        await proc.wait()
+        if clients:
+            await asyncio.sleep(1.0)  # the last events reach the clients
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = float(line.split()[1])
+    return runs / elapsed, sum(counts)
+
+
+async def bench_stream(tmp: Path, runs: int, clients: int, rounds: int) -> list[dict[str, object]]:
+    alone: list[float] = []
+    loaded: list[float] = []
+    frames: list[int] = []
+    for r in range(rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        for with_clients in order:
+            rate, got = await worker_round(
+                tmp, f"stream-{r}-{with_clients}", runs, clients if with_clients else 0
+            )
+            (loaded if with_clients else alone).append(rate)
+            if with_clients:
+                frames.append(got)
+    ratios = [a / b for a, b in zip(loaded, alone, strict=True)]
+    return [
+        {
+            "bench": "stream",
+            "runs": runs,
+            "clients": clients,
+            "alone_runs_per_s": round(statistics.median(alone), 1),
+            "with_clients_runs_per_s": round(statistics.median(loaded), 1),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratios": [round(x, 3) for x in ratios],
+            "frames_per_client": round(statistics.median(frames) / clients),
+            "bar": 0.90,
+        }
+    ]
+
+
+async def main(quick: bool) -> None:
+    runs = 5_000 if quick else 100_000
+    requests = 50 if quick else 200
+    with tempfile.TemporaryDirectory(prefix="bench_web_") as tmp:
+        rows = await bench_list(Path(tmp), runs, requests)
+        rows += await bench_stream(
+            Path(tmp), 100 if quick else 1000, 20 if quick else 100, 1 if quick else 3
+        )
+    for row in rows:
+        print(json.dumps(row))
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "quick": quick,
+        "python": platform.python_version(),
+        "load": os.getloadavg(),
+        "rows": rows,
+    }
+    (out / "bench_web.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,169 @@
+"""The workflow routes of the web API: workflows with their counts, runs, steps, logs, actions.
+
+Each route resolves the workflow by its registered name (404 otherwise), checks its input,
+makes one client call and answers with its result (see ``_http`` for bodies and errors).
+Fork, resume and sending events to a run come with those client operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from durable_effect._jobs import DurableJobs
+from durable_effect.errors import JobNotFoundError, ValidationError
+from durable_effect.web._http import (
+    ApiError,
+    call,
+    json_response,
+    optional_labels,
+    optional_text,
+    query_after,
+    query_limit,
+    read_body,
+    with_path_prefix,
+)
+from durable_effect.web._queries import RUN_STATUSES, run_counts, run_page
+from durable_effect.workflow._definition import WorkflowDefinition
+from durable_effect.workflow._records import LOG_CODEC, LOG_PREFIX, run_ref
+
+__all__ = ["WorkflowRoutes"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_TRIGGER_FIELDS = ("input", "idempotency_key", "concurrency_key", "labels")
+_MAX_FILTERS = 64
+
+
+class WorkflowRoutes:
+    """The ``/api/workflows`` routes of one ``DurableJobs``."""
+
+    def __init__(self, jobs: DurableJobs) -> None:
+        self.jobs = jobs
+        self.workflows: dict[str, WorkflowDefinition[Any, Any]] = {
+            name: definition
+            for name, definition in jobs.registry
+            if isinstance(definition, WorkflowDefinition)
+        }
+
+    def routes(self, wrap: Callable[[Endpoint], Endpoint]) -> list[Route]:
+        """The routes, each endpoint passed through ``wrap`` (error handling)."""
+        run = "/api/workflows/{wf}/runs/{run_id}"
+        return [
+            Route("/api/workflows", wrap(self.list_workflows), methods=["GET"]),
+            Route("/api/workflows/{wf}/runs", wrap(self.list_runs), methods=["GET"]),
+            Route("/api/workflows/{wf}/runs", wrap(self.trigger), methods=["POST"]),
+            Route(run, wrap(self.get_run), methods=["GET"]),
+            Route(run, wrap(self.delete_run), methods=["DELETE"]),
+            Route(f"{run}/steps", wrap(self.steps), methods=["GET"]),
+            Route(f"{run}/logs", wrap(self.logs), methods=["GET"]),
+            Route(f"{run}/cancel", wrap(self.cancel), methods=["POST"]),
+            Route(f"{run}/retrigger", wrap(self.retrigger), methods=["POST"]),
+        ]
+
+    def _handle(self, request: Request) -> Any:
+        name = request.path_params["wf"]
+        if name not in self.workflows:
+            raise JobNotFoundError(job_type="workflow", job_name=name)
+        return self.jobs.client.workflow(self.workflows[name])
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_workflows(self, request: Request) -> Response:
+        """``{"workflows": [{"name", "counts": {status: n}}]}``."""
+        out = []
+        for name, definition in self.workflows.items():
+            counts = await run_counts(self.jobs.client.workflow(definition))
+            out.append({"name": name, "counts": counts})
+        return json_response({"workflows": out})
+
+    async def list_runs(self, request: Request) -> Response:
+        """``{"runs": [...], "next_cursor"}``, newest first, ``status``/``label`` filters."""
+        handle = self._handle(request)
+        statuses = request.query_params.getlist("status")
+        unknown = [s for s in statuses if s not in RUN_STATUSES]
+        if unknown:
+            raise ApiError.invalid(
+                "status", f"unknown run status {unknown[0]!r}; one of {list(RUN_STATUSES)}"
+            )
+        labels: dict[str, str] = {}
+        pairs = request.query_params.getlist("label")
+        if len(pairs) > _MAX_FILTERS or len(statuses) > _MAX_FILTERS:
+            raise ApiError.invalid("label", f"at most {_MAX_FILTERS} filters of each kind")
+        for pair in pairs:
+            key, sep, value = pair.partition(":")
+            if not sep or not key:
+                raise ApiError.invalid("label", f"label filters are key:value, got {pair!r}")
+            labels[key] = value
+        runs, cursor = await run_page(
+            handle,
+            statuses=statuses,
+            labels=labels,
+            limit=query_limit(request),
+            after=query_after(request),
+        )
+        return json_response({"runs": runs, "next_cursor": cursor})
+
+    async def get_run(self, request: Request) -> Response:
+        """The run: its fields at the top level."""
+        run = await call(self._handle(request).get_run(request.path_params["run_id"]))
+        return json_response(run)
+
+    async def steps(self, request: Request) -> Response:
+        """``{"steps": [...]}``: completed and failed steps with outputs, errors, timings."""
+        steps = await call(self._handle(request).steps(request.path_params["run_id"]))
+        return json_response({"steps": steps})
+
+    async def logs(self, request: Request) -> Response:
+        """``{"logs": [{"at", "level", "message", "step", "data"}]}``, oldest first."""
+        name = request.path_params["wf"]
+        handle = self._handle(request)
+        run_id = request.path_params["run_id"]
+        await call(handle.get_run(run_id))  # 404 for an unknown (or expired) run
+        ref = run_ref(name, run_id)
+        records = (await self.jobs.engine.read([ref]))[ref.instance_id].records
+        logs = [LOG_CODEC.decode(records[k]) for k in sorted(records) if k.startswith(LOG_PREFIX)]
+        return json_response({"logs": logs})
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def trigger(self, request: Request) -> Response:
+        """201 ``{"run_id", "disposition"}`` when created, 200 when idempotent or coalesced."""
+        handle = self._handle(request)
+        definition = self.workflows[request.path_params["wf"]]
+        body = await read_body(request, _TRIGGER_FIELDS)
+        if "input" not in body:
+            raise ApiError.invalid("$.input", "input is required (null for a workflow without)")
+        try:
+            value = definition.input_codec.validate(body["input"])
+        except ValidationError as exc:
+            raise with_path_prefix(exc, "$.input") from None
+        result = await call(
+            handle.trigger(
+                value,
+                idempotency_key=optional_text(body, "idempotency_key"),
+                concurrency_key=optional_text(body, "concurrency_key"),
+                labels=optional_labels(body),
+            )
+        )
+        return json_response(result, 201 if result.disposition == "created" else 200)
+
+    async def cancel(self, request: Request) -> Response:
+        """Cancel an active run: ``{"run_id", "cancelled": true}``."""
+        run_id = request.path_params["run_id"]
+        await call(self._handle(request).cancel(run_id))
+        return json_response({"run_id": run_id, "cancelled": True})
+
+    async def retrigger(self, request: Request) -> Response:
+        """A new run with a finished run's input: ``{"run_id", "disposition"}``."""
+        result = await call(self._handle(request).retrigger(request.path_params["run_id"]))
+        return json_response(result)
+
+    async def delete_run(self, request: Request) -> Response:
+        """Delete a finished run: 204."""
+        await call(self._handle(request).delete_run(request.path_params["run_id"]))
+        return Response(status_code=204)
