@@ -26,6 +26,7 @@ PUBLIC_MODULES = (
     "durable_effect.telemetry",
     "durable_effect.workflow",
     "durable_effect.cli",
+    "durable_effect.web",
 )
 
 _SECTION = re.compile(r"^## `(?P<module>[\w.]+)`\s*$")

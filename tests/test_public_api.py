@@ -61,6 +61,7 @@ PUBLIC = {
     ],
     "durable_effect.telemetry": ["Tracker", "HttpTracker"],
     "durable_effect.cli": ["main"],
+    "durable_effect.web": ["create_app"],
 }
 
 

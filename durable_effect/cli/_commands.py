@@ -287,4 +287,4 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from durable_effect.cli._demo import run_demo
 
-    return await run_demo(db=args.db, seconds=args.seconds)
+    return await run_demo(db=args.db, seconds=args.seconds, port=args.port)

@@ -15,6 +15,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -220,8 +221,27 @@ async def _drive(jobs: DurableJobs, stop: asyncio.Event, seconds: float) -> None
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-async def run_demo(*, db: str, seconds: float) -> int:
-    """Run the demo for ``seconds`` (or until Ctrl-C); returns the exit code."""
+def _dashboard(jobs: DurableJobs, port: int) -> Any:
+    """The demo's dashboard server on 127.0.0.1 (``port``, else any free one), or ``None``
+    when ``port`` is negative or the web extra is missing."""
+    if port < 0:
+        return None
+    try:
+        from durable_effect.web import create_app
+        from durable_effect.web._serve import Server
+    except ImportError:
+        sys.stdout.write("(no dashboard: pip install 'durable_effect[web]')\n")
+        return None
+    app = create_app(jobs)
+    try:
+        return Server(app, "127.0.0.1", port, handle_signals=False)
+    except OSError:
+        return Server(app, "127.0.0.1", 0, handle_signals=False)
+
+
+async def run_demo(*, db: str, seconds: float, port: int = 8000) -> int:
+    """Run the demo for ``seconds`` (or until Ctrl-C), serving its dashboard on ``port``;
+    returns the exit code."""
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     jobs = build_demo_jobs(db)
     async with jobs:
@@ -236,6 +256,12 @@ async def run_demo(*, db: str, seconds: float) -> int:
             f"durable_effect demo on {db}: heartbeat {word} at run {status.run_count}; "
             f"running for {seconds:.0f} s (Ctrl-C to stop)\n"
         )
+        server = _dashboard(jobs, port)
+        serving = None
+        if server is not None:
+            sys.stdout.write(f"dashboard: {server.url} (open it while the demo runs)\n")
+            sys.stdout.flush()
+            serving = asyncio.ensure_future(server.serve())
         jobs.on("*", _Printer(started))
         worker = jobs.worker(concurrency=8, poll_interval=0.5)
         stop = asyncio.Event()
@@ -248,6 +274,9 @@ async def run_demo(*, db: str, seconds: float) -> int:
         finally:
             await worker.stop()
             await worker_task
+            if server is not None and serving is not None:
+                server.stop()
+                await serving
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         handle = jobs.client.continuous(heartbeat)

@@ -14,6 +14,7 @@ from durable_effect._version import __version__
 from durable_effect.cli import _commands as c
 from durable_effect.cli import _runs as r
 from durable_effect.cli._commands import JOB_TYPES, Handler
+from durable_effect.cli._dashboard import add_dashboard_command
 from durable_effect.cli._logging import LEVELS
 from durable_effect.cli._worker import cmd_worker
 
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(migrate)
 
+    add_dashboard_command(sub)
+
     demo = command(sub, "demo", c.cmd_demo, "run the demo app on a local SQLite file", app=False)
     demo.add_argument(
         "--db", default=".demo/demo.db", metavar="PATH", help="SQLite file (default .demo/demo.db)"
@@ -243,5 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="N",
         help="how long to run (default 60)",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        metavar="N",
+        help="dashboard port (default 8000; 0: any free one, -1: no dashboard)",
     )
     return parser
