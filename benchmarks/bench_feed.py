@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +29,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from _report import write_report
 
 from durable_effect import (
     Continuous,
@@ -211,15 +210,7 @@ async def main(quick: bool, postgres: bool) -> None:
         finally:
             server.cleanup()
     print_table(rows)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "quick": quick,
-        "python": platform.python_version(),
-        "load": os.getloadavg(),
-        "rows": rows,
-    }
-    (out / "bench_feed.json").write_text(json.dumps(report, indent=2))
+    write_report("bench_feed", quick=quick, rows=rows)
 
 
 if __name__ == "__main__":

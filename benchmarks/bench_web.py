@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from _report import write_report
 
 from durable_effect import Effect, Gen, Step, Workflow, create_durable_jobs
 from durable_effect.web import create_app
@@ -149,7 +149,8 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    # ``benchmarks/`` too: this module imports ``_report`` as its neighbour
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])}
 
 
 @contextlib.asynccontextmanager
@@ -309,15 +310,7 @@ async def main(quick: bool) -> None:
         )
     for row in rows:
         print(json.dumps(row))
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "quick": quick,
-        "python": platform.python_version(),
-        "load": os.getloadavg(),
-        "rows": rows,
-    }
-    (out / "bench_web.json").write_text(json.dumps(report, indent=2))
+    write_report("bench_web", quick=quick, rows=rows)
 
 
 if __name__ == "__main__":

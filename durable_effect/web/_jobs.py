@@ -21,7 +21,7 @@ from durable_effect._jobs import DurableJobs
 from durable_effect.errors import InstanceNotFoundError, JobNotFoundError
 from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._continuous import ContinuousDefinition
-from durable_effect.jobs._schedule import Cron
+from durable_effect.jobs._continuous_schedule import Cron
 from durable_effect.web._http import ApiError, call, json_response, query_after, query_limit
 from durable_effect.web._queries import instance_page
 
