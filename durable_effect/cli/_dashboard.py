@@ -18,7 +18,7 @@ import signal
 import sys
 from typing import Any
 
-from durable_effect.cli._app import CliError, load_app
+from durable_effect.cli._app import CliError, load_app, opened
 
 __all__ = ["add_dashboard_command", "cmd_dashboard"]
 
@@ -28,7 +28,8 @@ _LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 def add_dashboard_command(sub: Any) -> None:
     """Register the ``dashboard`` subcommand on the CLI's subparsers."""
-    p = sub.add_parser("dashboard", help="serve the web dashboard and HTTP API of APP")
+    what = "serve the web dashboard and HTTP API of APP (no worker)"
+    p = sub.add_parser("dashboard", help=what, description=what)
     p.add_argument("app", metavar="APP", help="module:attribute naming a DurableJobs")
     p.add_argument("--storage", metavar="URL", help="override the app's storage URL")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -78,7 +79,7 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, server.stop)
     hint = " (requests need the token: ?token=… or Authorization: Bearer …)" if token else ""
     try:
-        async with jobs:
+        async with opened(jobs):
             sys.stdout.write(f"durable-effect: dashboard on {server.url}{hint}; Ctrl-C to stop\n")
             sys.stdout.flush()
             await server.serve()
