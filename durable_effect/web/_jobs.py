@@ -86,14 +86,13 @@ class JobRoutes:
 
     async def list_instances(self, request: Request) -> Response:
         """``{"instances": [...], "next_cursor"}`` (``status`` filters)."""
-        name, definition = self._job(request)
+        name, _definition = self._job(request)
         status = request.query_params.get("status") or None
         if status is not None and len(status) > 64:
             raise ApiError.invalid("status", "not a status")
         instances, cursor = await instance_page(
             self.jobs,
             name,
-            definition.job_type,
             status=status,
             limit=query_limit(request),
             after=query_after(request),
