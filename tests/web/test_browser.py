@@ -73,20 +73,17 @@ async def test_a_run_from_another_process_appears_and_its_bar_moves(tmp_path: Pa
         await page.wait_for_selector(row, timeout=10_000)  # pending, before any worker
         assert await page.inner_text(f"{row} [data-status]") == "pending"
         seen: list[int] = []
-
-        async def value() -> int:
-            bar = await page.query_selector(f"{row} progress")
-            return 0 if bar is None else int(await bar.get_attribute("value") or 0)
-
         async with worker_process(site.storage):
             for target in (1, 2, 4):
-                await page.wait_for_function(
+                # the value that met the target, read in the same check: a second read could
+                # catch a list refresh that left before the event, one batch behind it
+                reached = await page.wait_for_function(
                     "([sel, n]) => { const p = document.querySelector(sel + ' progress');"
-                    " return p !== null && Number(p.value) >= n; }",
+                    " return p !== null && Number(p.value) >= n ? Number(p.value) : null; }",
                     arg=[row, target],
                     timeout=20_000,
                 )
-                seen.append(await value())
+                seen.append(int(await reached.json_value()))
             await page.wait_for_selector(f'{row} [data-status="completed"]', timeout=20_000)
         assert seen == sorted(seen)
         assert seen[0] < seen[-1] == 4
