@@ -2,7 +2,7 @@
 
 Each route resolves the workflow by its registered name (404 otherwise), checks its input,
 makes one client call and answers with its result (see ``_http`` for bodies and errors).
-Fork, resume and sending events to a run come with those client operations.
+Sending events to a run comes with that client operation (``send``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class WorkflowRoutes:
             Route(f"{run}/logs", wrap(self.logs), methods=["GET"]),
             Route(f"{run}/cancel", wrap(self.cancel), methods=["POST"]),
             Route(f"{run}/retrigger", wrap(self.retrigger), methods=["POST"]),
+            Route(f"{run}/resume", wrap(self.resume), methods=["POST"]),
+            Route(f"{run}/fork", wrap(self.fork), methods=["POST"]),
         ]
 
     def _handle(self, request: Request) -> Any:
@@ -162,6 +164,23 @@ class WorkflowRoutes:
         """A new run with a finished run's input: ``{"run_id", "disposition"}``."""
         result = await call(self._handle(request).retrigger(request.path_params["run_id"]))
         return json_response(result)
+
+    async def resume(self, request: Request) -> Response:
+        """Continue a failed or cancelled run: the run, ``pending`` again."""
+        run = await call(self._handle(request).resume(request.path_params["run_id"]))
+        return json_response(run)
+
+    async def fork(self, request: Request) -> Response:
+        """A new run of a finished run, steps before ``from_step`` copied: 201
+        ``{"run_id", "disposition"}``."""
+        handle = self._handle(request)
+        body = await read_body(request, ("from_step",))
+        from_step = optional_text(body, "from_step")
+        try:
+            result = await call(handle.fork(request.path_params["run_id"], from_step=from_step))
+        except ValidationError as exc:
+            raise with_path_prefix(exc, "$") from None
+        return json_response(result, 201 if result.disposition == "created" else 200)
 
     async def delete_run(self, request: Request) -> Response:
         """Delete a finished run: 204."""

@@ -238,6 +238,43 @@ async def test_cancel_retrigger_delete(http: httpx.AsyncClient, rt: TestRuntime)
     assert (await http.post(f"{path}/cancel", json={})).status_code == 404
 
 
+async def test_resume_a_cancelled_run_and_fork_a_completed_one(
+    http: httpx.AsyncClient, rt: TestRuntime
+) -> None:
+    run_id = (await trigger(http, {"input": "x"}, wf="waits")).json()["run_id"]
+    await rt.run_until_idle()
+    path = f"/api/workflows/waits/runs/{run_id}"
+    sleeping = await http.post(f"{path}/resume", json={})
+    assert sleeping.status_code == 409
+    assert sleeping.json()["error"] == "InvalidStateError"
+    assert (await http.post(f"{path}/fork", json={})).status_code == 409
+    await http.post(f"{path}/cancel", json={})
+    resumed = await http.post(f"{path}/resume", json={})
+    assert resumed.status_code == 200
+    assert (resumed.json()["id"], resumed.json()["status"]) == (run_id, "pending")
+    await rt.run_until_idle()
+    assert (await http.get(path)).json()["status"] == "sleeping"
+    assert (await http.post("/api/workflows/waits/runs/nope/resume", json={})).status_code == 404
+
+    done = (await trigger(http, {"input": {"filename": "a.csv", "rows": 8}})).json()["run_id"]
+    await rt.run_until_idle()
+    for _ in range(3):
+        await rt.advance("1 second")
+    imports = f"/api/workflows/imports/runs/{done}"
+    assert (await http.get(imports)).json()["status"] == "completed"
+    bad = await http.post(f"{imports}/fork", json={"from_step": "no-such-step"})
+    assert bad.status_code == 422
+    assert bad.json()["path"] == "$.from_step"
+    unknown = await http.post(f"{imports}/fork", json={"from": "batch-2"})
+    assert (unknown.status_code, unknown.json()["path"]) == (422, "$.from")
+    forked = await http.post(f"{imports}/fork", json={"from_step": "batch-2"})
+    assert forked.status_code == 201
+    assert forked.json()["disposition"] == "created"
+    new = (await http.get(f"/api/workflows/imports/runs/{forked.json()['run_id']}")).json()
+    assert new["forked_from"] == done
+    assert new["status"] == "pending"
+
+
 async def test_a_pending_concurrency_key_is_409(http: httpx.AsyncClient) -> None:
     body = {"input": "a", "concurrency_key": "one-at-a-time"}
     assert (await trigger(http, body, wf="waits")).status_code == 201

@@ -323,7 +323,7 @@
     const mine = generation;
     const path = `/api/workflows/${enc(wf)}/runs/${enc(id)}`;
 
-    async function act(action, verb) {
+    async function act(action, verb, body) {
       confirmThen(`${verb} run ${id}?`, async () => {
         if (action === "delete") {
           await api("DELETE", path);
@@ -331,9 +331,10 @@
           location.hash = `#/?wf=${enc(wf)}`;
           return;
         }
-        const result = await api("POST", `${path}/${action}`);
-        toast(action === "retrigger" ? `New run ${result.run_id}` : `Run ${id}: ${action} requested`);
-        if (action === "retrigger") location.hash = `#/run/${enc(wf)}/${enc(result.run_id)}`;
+        const result = await api("POST", `${path}/${action}`, body || {});
+        const fresh = action === "retrigger" || action === "fork";
+        toast(fresh ? `New run ${result.run_id}` : `Run ${id}: ${action} requested`);
+        if (fresh) location.hash = `#/run/${enc(wf)}/${enc(result.run_id)}`;
         else refresh();
       });
     }
@@ -353,6 +354,9 @@
       const actions = h("div", { class: "actions" },
         active ? h("button", { class: "danger", "data-action": "cancel", onclick: () => act("cancel", "Cancel") }, "Cancel") : null,
         !active ? h("button", { "data-action": "retrigger", onclick: () => act("retrigger", "Retrigger") }, "Retrigger") : null,
+        run.status === "failed" || run.status === "cancelled"
+          ? h("button", { "data-action": "resume", onclick: () => act("resume", "Resume") }, "Resume") : null,
+        !active ? h("button", { class: "secondary", "data-action": "fork", onclick: () => act("fork", "Fork (every completed step copied)") }, "Fork") : null,
         !active ? h("button", { class: "danger", "data-action": "delete", onclick: () => act("delete", "Delete") }, "Delete") : null);
       const facts = h("dl", { class: "facts" }, [
         ["Status", badge(run.status)],
@@ -374,7 +378,10 @@
         cell("Attempts", String(s.attempts)),
         cell("Started", when(s.started_at)),
         cell("Took", took(s.started_at, s.completed_at)),
-        cell(s.error ? "Error" : "Output", s.error ? h("pre", { class: "error" }, s.error) : json(s.output))));
+        cell(s.error ? "Error" : "Output", s.error ? h("pre", { class: "error" }, s.error) : json(s.output)),
+        cell("", !active && s.status === "completed"
+          ? h("button", { class: "secondary", "data-fork-from": s.name, title: "a new run that copies the steps before this one and runs from here",
+            onclick: () => act("fork", `Fork from step ${s.name}: a new run of`, { from_step: s.name }) }, "Fork here") : "")));
       const logLines = logs.logs.map((l) => h("div", { class: "log" },
         h("span", { class: "muted" }, when(l.at), " "),
         h("span", { class: `lvl-${l.level}` }, l.level.toUpperCase(), " "),
@@ -391,7 +398,7 @@
             run.status === "completed" ? [h("h2", {}, "Output"), json(run.output)] : null,
             run.error ? [h("h2", {}, "Error"), h("pre", { class: "error", id: "run-error" }, run.error)] : null)),
         h("h2", {}, `Steps (${steps.steps.length})`),
-        table(["#", "Step", "Status", "Attempts", "Started", "Took", "Output / error"], stepRows, "No step has completed yet."),
+        table(["#", "Step", "Status", "Attempts", "Started", "Took", "Output / error", ""], stepRows, "No step has completed yet."),
         h("h2", {}, `Logs (${logs.logs.length})`),
         logLines.length ? h("div", { class: "card" }, logLines) : h("div", { class: "card empty" }, "No log lines."));
     }
