@@ -26,12 +26,6 @@ from durable_effect.errors import (
     InstanceNotFoundError,
     InvalidStateError,
     JobNotFoundError,
-    NonDeterminismError,
-    RetryExhaustedError,
-    RunCancelledError,
-    RunFailedError,
-    RunTimeoutError,
-    StepTimeoutError,
     StorageError,
     TimeoutException,
     ValidationError,
@@ -42,6 +36,7 @@ from durable_effect.workflow._queries import RunQueries
 from durable_effect.workflow._results import (
     Coalesce,
     Run,
+    RunErrors,
     RunStatus,
     StepRecord,
     TriggerRequest,
@@ -58,15 +53,6 @@ R = TypeVar("R")
 Err = TypeVar("Err", bound=BaseException)
 
 _Lookup: TypeAlias = JobNotFoundError | ValidationError | StorageError
-#: What a failed, cancelled or timed-out run gives besides its declared errors.
-RunErrors: TypeAlias = (
-    RunFailedError
-    | RunTimeoutError
-    | RunCancelledError
-    | RetryExhaustedError
-    | StepTimeoutError
-    | NonDeterminismError
-)
 
 
 class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E, V]):

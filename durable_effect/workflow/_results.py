@@ -14,6 +14,14 @@ from typing import Generic, Literal, TypeAlias, TypeVar
 import attrs
 
 from durable_effect._duration import DurationInput
+from durable_effect.errors import (
+    NonDeterminismError,
+    RetryExhaustedError,
+    RunCancelledError,
+    RunFailedError,
+    RunTimeoutError,
+    StepTimeoutError,
+)
 
 __all__ = [
     "ACTIVE",
@@ -22,6 +30,7 @@ __all__ = [
     "Disposition",
     "Progress",
     "Run",
+    "RunErrors",
     "RunStatus",
     "StepRecord",
     "StepStatus",
@@ -36,6 +45,17 @@ RunStatus: TypeAlias = Literal["pending", "leased", "sleeping", "completed", "fa
 StepStatus: TypeAlias = Literal["completed", "failed"]
 Coalesce: TypeAlias = Literal["skip"]
 Disposition: TypeAlias = Literal["created", "idempotent", "coalesced"]
+#: What waiting for a run's end can fail with besides the workflow's declared errors (a
+#: failed, cancelled or timed-out run): the client's ``wait_output`` and a step's
+#: ``run_workflow`` alike.
+RunErrors: TypeAlias = (
+    RunFailedError
+    | RunTimeoutError
+    | RunCancelledError
+    | RetryExhaustedError
+    | StepTimeoutError
+    | NonDeterminismError
+)
 
 #: Statuses of a run that is over (only these can be deleted or retriggered).
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})

@@ -34,20 +34,17 @@ from durable_effect._backoff import Retry
 from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, async_effect
 from durable_effect.errors import (
-    NonDeterminismError,
     RetryExhaustedError,
-    RunCancelledError,
-    RunFailedError,
-    RunTimeoutError,
     StepTimeoutError,
     TaggedError,
     ValidationError,
 )
+from durable_effect.workflow._results import RunErrors
 
 if TYPE_CHECKING:
     from durable_effect.workflow._definition import WorkflowDefinition
 
-__all__ = ["ChildErrors", "LogLevelName", "Step", "StepLog", "StepOps"]
+__all__ = ["LogLevelName", "Step", "StepLog", "StepOps"]
 
 A = TypeVar("A")
 E = TypeVar("E", bound=BaseException)
@@ -57,15 +54,6 @@ CO = TypeVar("CO")
 CE = TypeVar("CE", bound=BaseException)
 
 LogLevelName: TypeAlias = Literal["info", "warn", "error"]
-#: What a waited-for child run gives besides its declared errors.
-ChildErrors: TypeAlias = (
-    RunFailedError
-    | RunTimeoutError
-    | RunCancelledError
-    | RetryExhaustedError
-    | StepTimeoutError
-    | NonDeterminismError
-)
 
 
 class StepOps(Protocol):
@@ -272,7 +260,7 @@ class Step:
         *,
         idempotency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
-    ) -> Effect[CO, CE | ChildErrors | ValidationError]: ...
+    ) -> Effect[CO, CE | RunErrors | ValidationError]: ...
 
     @overload
     def run_workflow(
