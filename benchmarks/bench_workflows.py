@@ -1,7 +1,7 @@
 """Benchmark workflows (three trivial steps per run) on SQLite, against DBOS and raw sqlite3.
 
-Usage: ``python benchmarks/bench_workflows.py [--quick]``. Prints a table and writes
-``benchmarks/results/bench_workflows.json``. Measured in the same run, on the same disk:
+Usage: ``python benchmarks/bench_workflows.py [--quick] [--breakdown]``. Prints a table and
+writes ``benchmarks/results/bench_workflows.json``. Measured in the same run, on the same disk:
 
 1. ``sequential``: one caller, one run at a time, end to end — ``trigger_and_wait`` with a
    worker running in the same process (trigger commit, claim, lease, three step checkpoints,
@@ -13,6 +13,11 @@ Usage: ``python benchmarks/bench_workflows.py [--quick]``. Prints a table and wr
 4. ``dbos``: the same workflow with DBOS (``@DBOS.workflow`` over three ``@DBOS.step``\\ s) on
    its SQLite system database: sequential calls, and 16 concurrent async workflows. DBOS
    is imported lazily; if it is missing or cannot run here, the reason is reported.
+
+``--breakdown`` prints instead what one sequential run costs: the SQL statements executed
+(counted at the driver boundary: ``sqlite3``'s trace callback on both connections of the
+storage, triggers' statements apart) and the event-loop callbacks run (a counting
+``Handle._run`` installed by this script only), per run and by statement.
 
 Each DBOS measurement runs in a fresh subprocess (DBOS is a process-wide singleton). Every
 rate is the best of three measurements (``--quick``: one), for ours and DBOS alike. DBOS's
@@ -28,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +42,7 @@ import textwrap
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -115,6 +121,159 @@ def raw_commits(path: Path, sync: Sync, count: int) -> float:
     elapsed = time.perf_counter() - started
     conn.close()
     return count / elapsed
+
+
+# -- --breakdown: statements and callbacks per run ------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Breakdown:
+    """What ``runs`` sequential runs cost, per run."""
+
+    runs: int
+    statements: float
+    rows: float
+    callbacks: float
+    transactions: float
+    by_statement: dict[str, float]
+    last_run: list[str]
+
+
+_LITERAL = re.compile(r"x'[0-9a-fA-F]*'|'(?:[^']|'')*'|\b\d+\b")
+
+
+def _normalised(sql: str) -> str:
+    """One statement's text on one line, literals as ``?`` (pragma values)."""
+    return _LITERAL.sub("?", " ".join(sql.split()))[:100]
+
+
+class _Counter:
+    """What the counting connections saw while ``on``."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.statements: dict[str, int] = {}
+        self.rows = 0
+        self.sequence: list[str] | None = None
+
+    def saw(self, sql: str, rows: int) -> None:
+        if not self.on:
+            return
+        text = _normalised(sql)
+        self.statements[text] = self.statements.get(text, 0) + 1
+        self.rows += rows
+        if self.sequence is not None:
+            self.sequence.append(text if rows == 1 else f"{text}  [x{rows}]")
+
+
+def _counting_factory(counter: _Counter) -> type[sqlite3.Connection]:
+    class Counting(sqlite3.Connection):
+        """A connection counting each ``execute``/``executemany`` call: the driver boundary."""
+
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+            counter.saw(sql, 1)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+            rows = list(parameters)
+            counter.saw(sql, len(rows))
+            return super().executemany(sql, rows)
+
+    return Counting
+
+
+def _callback_name(handle: asyncio.events.Handle) -> str:
+    """What a loop callback runs: a task's coroutine, or the function's name."""
+    callback = getattr(handle, "_callback", None)
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return f"task step {owner.get_coro().__qualname__}"  # type: ignore[union-attr]
+    return getattr(callback, "__qualname__", repr(callback))
+
+
+async def breakdown(path: Path, sync: Sync, runs: int) -> Breakdown:
+    """Statements and loop callbacks of ``runs`` sequential ``trigger_and_wait`` calls.
+
+    Statements are counted at the driver boundary — every ``execute``/``executemany`` call
+    on the storage's connections (an ``executemany`` counts once; ``rows`` counts its rows),
+    through a connection factory this benchmark installs — and callbacks by a counting
+    ``Handle._run``; neither costs the library anything outside this benchmark.
+    """
+    from durable_effect.storage._sqlite import SqliteStorage
+
+    counter = _Counter()
+    factory = _counting_factory(counter)
+    connect = sqlite3.connect
+
+    def counted_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return connect(*args, **kwargs, factory=factory)
+
+    callbacks = 0
+    original_run = asyncio.events.Handle._run
+
+    def counted_run(handle: asyncio.events.Handle) -> None:
+        nonlocal callbacks
+        if counter.on:
+            callbacks += 1
+            if counter.sequence is not None:
+                counter.sequence.append(f"callback {_callback_name(handle)}")
+        original_run(handle)
+
+    url = f"sqlite:///{path}?synchronous={sync}"
+    sqlite3.connect = counted_connect  # type: ignore[assignment]
+    try:
+        async with create_durable_jobs(
+            {"bench": WORKFLOW}, storage=url, lease_ttl=timedelta(seconds=30)
+        ) as jobs:
+            handle = jobs.client.workflow(WORKFLOW)
+            worker = jobs.worker(concurrency=1, poll_interval=0.5)
+            task = asyncio.ensure_future(worker.run())
+            storage = jobs.storage
+            assert isinstance(storage, SqliteStorage)
+            asyncio.events.Handle._run = counted_run  # type: ignore[method-assign,assignment]
+            try:
+                await handle.trigger_and_wait(0)  # warm up: the schema, caches, connections
+                before = storage.transactions_committed
+                counter.on = True
+                for i in range(runs):
+                    if i == runs - 1:
+                        counter.sequence = []
+                    assert await handle.trigger_and_wait(i) == (i + 1) * 2 - 1
+                counter.on = False
+                transactions = storage.transactions_committed - before
+            finally:
+                counter.on = False
+                asyncio.events.Handle._run = original_run  # type: ignore[method-assign]
+                await worker.stop()
+                await task
+    finally:
+        sqlite3.connect = connect
+    return Breakdown(
+        runs=runs,
+        statements=sum(counter.statements.values()) / runs,
+        rows=counter.rows / runs,
+        callbacks=callbacks / runs,
+        transactions=transactions / runs,
+        by_statement={
+            k: v / runs
+            for k, v in sorted(counter.statements.items(), key=lambda kv: (-kv[1], kv[0]))
+        },
+        last_run=counter.sequence or [],
+    )
+
+
+def print_breakdown(sync: Sync, found: Breakdown, *, verbose: bool) -> None:
+    print(
+        f"synchronous={sync}: per 3-step run (mean of {found.runs}): "
+        f"{found.statements:.1f} SQL statements ({found.rows:.1f} rows), "
+        f"{found.transactions:.1f} write transactions, {found.callbacks:.1f} loop callbacks"
+    )
+    for sql, count in found.by_statement.items():
+        print(f"  {count:5.2f}  {sql}")
+    if verbose:
+        print("  the last run, in order:")
+        for sql in found.last_run:
+            print(f"    {sql}")
 
 
 # -- DBOS (in a subprocess) -------------------------------------------------------------------
@@ -197,7 +356,28 @@ def dbos_rate(path: Path, runs: int, callers: int) -> tuple[float | None, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="print the SQL statements and loop callbacks of one sequential run instead",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="with --breakdown: the last run's statements"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        runs = 20 if args.quick else 200
+        found: dict[str, object] = {}
+        modes: tuple[Sync, ...] = ("full", "normal")
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode in modes:
+                result = asyncio.run(breakdown(Path(tmp) / f"breakdown-{mode}.db", mode, runs))
+                print_breakdown(mode, result, verbose=args.verbose)
+                found[mode] = attrs.asdict(result)
+        out = RESULTS.with_name("bench_workflows_breakdown.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(found, indent=2) + "\n")
+        return
     runs = 64 if args.quick else 400
     raw_count = 300 if args.quick else 2000
     repeats = 1 if args.quick else 3  # the best of ``repeats`` (this machine is shared)
