@@ -72,6 +72,11 @@ _INLINE_SCAN: Final = 1000  # a ``scan_index`` reading at most this many rows, l
 _INLINE_FEED: Final = 200  # a ``read_feed`` of at most this many entries may run on the loop
 #: Whether a record exists (a commit guard; local here to keep the guard in the commit path).
 _HAS_RECORD: Final = "SELECT 1 FROM records WHERE instance_id = ? AND key = ?"
+#: A lease's holder and generation, and whether a record exists: one commit's fence and its
+#: one guard in one statement.
+_FENCE_AND_GUARD: Final = (
+    f"SELECT owner, generation, EXISTS ({_HAS_RECORD}) FROM leases WHERE instance_id = ?"
+)
 
 
 class SqliteStorage(Storage):
@@ -255,6 +260,8 @@ class SqliteStorage(Storage):
         ids = list(instance_ids)
 
         def read(conn: sqlite3.Connection) -> Mapping[str, InstanceSnapshot]:
+            if len(ids) == 1:  # one statement reads one instance consistently by itself
+                return {ids[0]: _snapshot(conn, ids[0])}
             conn.execute("BEGIN")
             try:
                 return _snapshots(conn, ids)
@@ -284,7 +291,14 @@ class SqliteStorage(Storage):
 
         def apply(txn: Txn) -> tuple[str, str] | None:
             conn = txn.conn
-            if guards:  # fenced first, then the guards: nothing written yet either way
+            if len(guards) == 1 and len(leases) == 1:  # the fence and the guard in one read
+                (lease,), (guard,) = leases, guards
+                row = conn.execute(_FENCE_AND_GUARD, (*guard, lease.instance_id)).fetchone()
+                if row is None or row[0] != lease.owner or row[1] != lease.generation:
+                    raise _lost(lease)
+                if row[2]:
+                    return guard
+            elif guards:  # fenced first, then the guards: nothing written yet either way
                 for lease in leases:
                     _check_current(conn, lease)
                 for guard in guards:

@@ -22,8 +22,10 @@ it runs:
   while durable commits have recently taken less than `INLINE_FSYNC_BUDGET`.
 * on the **storage thread** — every other batch: a durable commit under ``FULL`` while the
   loop is busy (its fsync never blocks the loop, and the next batch gathers meanwhile), a
-  large batch, a batch that found the file busy. The writer waits up to the busy timeout
-  there, and syncs for a durable commit under ``FULL``.
+  large batch, a batch that found the file busy. There the thread waits up to the busy
+  timeout for a busy file, retrying ``BEGIN IMMEDIATE`` itself (the writer's own busy
+  timeout stays 0: no pragma is switched per batch), and the writer syncs for a durable
+  commit under ``FULL``.
 
 The writer never checkpoints; the thread does, on the *reader* connection (base settings, so
 it syncs the WAL before and the database file after): the database file is only ever written
@@ -82,10 +84,17 @@ FRESH_CHECK: Final = 0.001
 
 
 class _Busy:
-    """`GroupCommit._attempt` found the file locked by another writer (inline only)."""
+    """`GroupCommit._attempt` found the file locked by another writer (``error``: how)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: sqlite3.Error | None = None) -> None:
+        self.error: sqlite3.Error | str = error if error is not None else "database is locked"
 
 
 _BUSY: Final = _Busy()
+#: Seconds the storage thread waits between tries of a busy file (SQLite's own schedule).
+_BUSY_WAITS: Final = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.1)
 
 
 class GroupCommit:
@@ -522,23 +531,21 @@ class GroupCommit:
             for op in ops:
                 op.fail(StorageError(operation=op.name, cause="the storage is not open"))
             return
-        try:
+        if durable:
             try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                if durable:
-                    conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA synchronous = FULL")
             except sqlite3.Error as exc:
                 for op in ops:
                     op.fail(StorageError(operation=op.name, cause=exc))
                 return
+        try:
             self._transact(conn, ops, inline=False)
         finally:
-            try:
-                if durable:
+            if durable:
+                try:
                     conn.execute("PRAGMA synchronous = OFF")
-                conn.execute("PRAGMA busy_timeout = 0")
-            except sqlite3.Error:
-                self._inline = False  # it might fsync or wait on the loop: keep it here
+                except sqlite3.Error:
+                    self._inline = False  # it might fsync on the loop: keep it here
 
     # -- transactions (either side) --------------------------------------------------------
 
@@ -557,13 +564,27 @@ class GroupCommit:
         was applied and they carry no outcome).
         """
         remaining = ops
+        waits = iter(_BUSY_WAITS)
+        waited = 0.0
         while remaining:
             outcome = self._attempt(conn, remaining, inline=inline)
             if outcome is None:
                 return []
             if isinstance(outcome, _Busy):
-                return remaining
-            remaining = [op for op in remaining if op is not outcome]
+                if inline:
+                    return remaining
+                # The thread waits for the file itself (the writer's busy timeout stays 0,
+                # so no pragma is switched per batch), as SQLite's busy handler would.
+                limit = self.busy_timeout_ms / 1000
+                if waited >= limit:
+                    for op in remaining:
+                        op.fail(StorageError(operation=op.name, cause=outcome.error))
+                    return []
+                pause = min(next(waits, _BUSY_WAITS[-1]), limit - waited)
+                time.sleep(pause)
+                waited += pause
+            else:
+                remaining = [op for op in remaining if op is not outcome]
             for op in remaining:
                 op.reset()
         return []
@@ -583,8 +604,8 @@ class GroupCommit:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if inline and schema.is_busy(exc):
-                    return _BUSY
+                if schema.is_busy(exc):
+                    return _BUSY if inline else _Busy(exc)
                 raise
             for op in ops:
                 running = op

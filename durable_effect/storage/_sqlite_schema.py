@@ -6,8 +6,9 @@ Two connections per storage object:
   schema, serves reads on the storage thread, and runs every checkpoint (with syncing);
 * the **writer** makes every write transaction. At rest it is ``synchronous=OFF``, never
   checkpoints and never waits for a busy file, so a short transaction can run inline on the
-  event loop; a batch run on the storage thread switches it to the busy timeout (and, for a
-  durable commit under ``FULL``, to ``synchronous=FULL``) for that transaction.
+  event loop; a batch run on the storage thread waits for a busy file by retrying its
+  ``BEGIN IMMEDIATE`` (up to the busy timeout) and, for a durable commit under ``FULL``,
+  switches the writer to ``synchronous=FULL`` for that transaction.
 
 See ``_sqlite_batch`` for which transaction runs where, and ``docs/storage.md`` for why this
 never puts a durable commit at risk.
