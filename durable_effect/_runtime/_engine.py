@@ -108,22 +108,28 @@ class Engine:
         handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
         *,
         log_level: int | None = None,
+        new: bool = False,
     ) -> Effect[R, Err | StorageError]:
         """Run ``handler`` over ``refs`` under their leases; the outcome as an effect.
 
         The returned effect replays the handler's success or failure (after commit or
         rollback), fails with ``StorageError`` if storage failed (nothing was written), and
         re-raises a defect.
+
+        ``new``: the one instance of ``refs`` is expected not to exist yet (a run id just
+        made): the handler runs over an empty snapshot and commits with
+        ``Storage.commit_new`` — one write, no lease — when it succeeds; if the instance
+        turns out to exist or be leased, nothing was written and the call runs as usual.
         """
         ids = [ref.instance_id for ref in refs]
         if len(ids) == 1 and await self.locks.try_hold(ids[0]):
             # Uncontended (the usual case): the same lock, without ``hold``'s waiting list.
             try:
-                return await self._call_held(refs, ids, handler, log_level)
+                return await self._call_held(refs, ids, handler, log_level, new)
             finally:
                 self.locks.release(ids[0])
         async with self.locks.hold(ids):
-            return await self._call_held(refs, ids, handler, log_level)
+            return await self._call_held(refs, ids, handler, log_level, new)
 
     async def _call_held(
         self,
@@ -131,9 +137,14 @@ class Engine:
         ids: Sequence[str],
         handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
         log_level: int | None,
+        new: bool = False,
     ) -> Effect[R, Err | StorageError]:
         """``call`` once the in-process locks of ``ids`` are held."""
         single = len(ids) == 1
+        if new and single:
+            done = await self._call_new(refs[0], handler, log_level)
+            if done is not None:
+                return from_exit(done)
         kept = (
             await self.kept.take(ids[0], self.clock.now()) if single and self.kept.holding else None
         )
@@ -153,6 +164,52 @@ class Engine:
             refs[0], leases, txs, handler, log_level, hooks=hooks, keep=single
         )
         return from_exit(exit_)
+
+    async def _call_new(
+        self,
+        ref: InstanceRef,
+        handler: Callable[[Sequence[InstanceTx]], Effect[R, Err]],
+        log_level: int | None,
+    ) -> Exit[R, Err | StorageError] | None:
+        """``call`` on an instance that should not exist yet (``new``), in one write.
+
+        ``None`` — nothing written, nothing published — when the leased path must decide:
+        the instance exists or is leased (``commit_new`` said so), or the handler did not
+        succeed over the assumed empty snapshot (its failure may depend on what is there).
+        The in-process lock of the instance is held, so no handler of this process runs
+        there meanwhile; ``commit_new`` makes the write exclusive across processes.
+        """
+        tx = self.new_tx(ref, InstanceSnapshot(instance_id=ref.instance_id, records={}))
+        annotations = {
+            "job_type": ref.job_type,
+            "job_name": ref.job_name,
+            "instance_id": ref.instance_id,
+        }
+        with _clock.ClockScope(self.clock), _log.annotate(annotations, log_level):
+            try:
+                effect = handler([tx])
+            except Exception:  # a defect: the leased path raises it again, as usual
+                return None
+            exit_: Exit[R, Err | StorageError] = await run_exit(effect)
+        write = tx.to_write() if exit_.is_ok else None
+        if write is None or write.purge:
+            return None
+        events = list(tx.events)
+        try:
+            written = await self.storage.commit_new(
+                write,
+                owner=self.owner,
+                now=self.clock.now(),
+                ttl=self.lease_ttl,
+                feed=self.feed_of(events),
+            )
+        except StorageError as exc:
+            self.bus.publish(events)  # the events of a failed call are delivered too
+            return Exit.fail(exc)
+        if not written:
+            return None
+        self.bus.publish(events)
+        return exit_
 
     async def try_call(
         self,

@@ -303,6 +303,38 @@ class Storage(abc.ABC):
         if the commit applied. A commit without leases appends nothing.
         """
 
+    async def commit_new(
+        self,
+        write: InstanceWrite,
+        *,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+        feed: Sequence[bytes] = (),
+    ) -> bool:
+        """Apply ``write`` to an instance that does not exist yet, as one leased call would.
+
+        Atomically: when the instance has no records, no alarm and is not leased, ``write``
+        and ``feed`` are committed and ``True`` is returned, as if the instance had been
+        acquired (``owner``, ``now``, ``ttl``), found empty, committed and released;
+        otherwise nothing is written and ``False`` is returned (the caller takes the leased
+        path). A backend may also answer ``False`` for an expired lease row (the leased
+        path takes it over: such a row's holder must never commit after this write). The
+        write must not ``purge``; durable like ``commit``.
+
+        The default is exactly that, in two steps (``acquire``, then ``commit`` when empty);
+        a backend may do it in one transaction (SQLite does).
+        """
+        instance_id = write.instance_id
+        got = await self.acquire([instance_id], owner=owner, now=now, ttl=ttl)
+        if got is None:
+            return False
+        if got.snapshots[instance_id].exists:
+            await self.release(got.leases)
+            return False
+        await self.commit(got.leases, [write], feed=feed)
+        return True
+
     @abc.abstractmethod
     async def claim_due(
         self,

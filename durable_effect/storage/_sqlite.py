@@ -314,23 +314,7 @@ class SqliteStorage(Storage):
             elif not guards:
                 for lease in leases:
                     _check_current(conn, lease)
-            for instance_id, purge, deletes, puts, alarm, index in rows:
-                if purge:
-                    conn.execute(schema.PURGE_RECORDS, (instance_id,))
-                if deletes:
-                    conn.executemany(schema.DELETE_RECORD, [(instance_id, k) for k in deletes])
-                if len(puts) == 1:
-                    conn.execute(schema.PUT_RECORD, (instance_id, *puts[0]))
-                elif puts:
-                    conn.executemany(schema.PUT_RECORD, [(instance_id, k, v) for k, v in puts])
-                if alarm is None:
-                    conn.execute(schema.DELETE_ALARM, (instance_id,))
-                elif not isinstance(alarm, Keep):
-                    conn.execute(schema.PUT_ALARM, (instance_id, alarm))
-                if purge or index is not None:
-                    conn.execute(schema.CLEAR_INDEX, (instance_id,))
-                    if index:
-                        conn.executemany(schema.PUT_INDEX, [(instance_id, n, k) for n, k in index])
+            _apply_rows(conn, rows)
             if release and not single:
                 conn.executemany(
                     schema.DELETE_LEASE, [(x.instance_id, x.owner, x.generation) for x in leases]
@@ -344,6 +328,46 @@ class SqliteStorage(Storage):
         )
         if found is not None:
             raise GuardFailed(*found)
+
+    async def commit_new(
+        self,
+        write: InstanceWrite,
+        *,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+        feed: Sequence[bytes] = (),
+    ) -> bool:
+        """One transaction: the instance is checked absent and unleased, then written.
+
+        Any lease row refuses it, expired ones too: such a row's holder would still pass
+        the fence of a later commit, so only the leased path (which takes the row over with
+        a new generation) may write there.
+        """
+        _instant(now)
+        _ttl(ttl)
+        _check_text(owner, "owner")
+        if write.purge:
+            raise ValueError("commit_new writes a new instance: it cannot purge one")
+        instance_id = _check_id(write.instance_id)
+        probe = Lease(instance_id=instance_id, owner=owner, generation=0, expires_at=now)
+        rows, weight, alarm_changed = _commit_rows([probe], [write])
+        retain = self.feed_retain
+        entries = _check_feed(feed, retain) if feed else []
+        weight += len(entries)
+
+        def apply(txn: Txn) -> bool:
+            conn = txn.conn
+            if conn.execute(schema.IN_USE, (instance_id,) * 4).fetchone()[0]:
+                return False
+            _apply_rows(conn, rows, new=True)
+            if entries:
+                _append_feed(conn, entries, retain)
+            return True
+
+        return await self._write(
+            "commit_new", apply, durable=True, signals=alarm_changed, weight=weight
+        )
 
     # -- alarms ----------------------------------------------------------------------------
 
@@ -591,6 +615,30 @@ def _append_feed(conn: sqlite3.Connection, entries: Sequence[bytes], retain: int
     step = max(retain // 10, 1)
     if last // step != (last - len(entries)) // step and last > retain:
         conn.execute(schema.TRIM_FEED, (last - retain, 2 * step + len(entries)))
+
+
+def _apply_rows(conn: sqlite3.Connection, rows: Sequence[_WriteRows], *, new: bool = False) -> None:
+    """Apply a commit's checked writes (`_commit_rows`); ``new``: to instances known to have
+    nothing stored (no alarm or index entry to clear)."""
+    for instance_id, purge, deletes, puts, alarm, index in rows:
+        if purge:
+            conn.execute(schema.PURGE_RECORDS, (instance_id,))
+        if deletes:
+            conn.executemany(schema.DELETE_RECORD, [(instance_id, k) for k in deletes])
+        if len(puts) == 1:
+            conn.execute(schema.PUT_RECORD, (instance_id, *puts[0]))
+        elif puts:
+            conn.executemany(schema.PUT_RECORD, [(instance_id, k, v) for k, v in puts])
+        if alarm is None:
+            if not new:
+                conn.execute(schema.DELETE_ALARM, (instance_id,))
+        elif not isinstance(alarm, Keep):
+            conn.execute(schema.PUT_ALARM, (instance_id, alarm))
+        if purge or index is not None:
+            if not new:
+                conn.execute(schema.CLEAR_INDEX, (instance_id,))
+            if index:
+                conn.executemany(schema.PUT_INDEX, [(instance_id, n, k) for n, k in index])
 
 
 def _check_current(conn: sqlite3.Connection, lease: Lease) -> None:

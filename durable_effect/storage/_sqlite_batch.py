@@ -64,7 +64,7 @@ from durable_effect.storage._sqlite_ops import (
     settle_ok,
 )
 
-__all__ = ["FRESH_CHECK", "INLINE_FSYNC_BUDGET", "INLINE_WEIGHT", "GroupCommit"]
+__all__ = ["FRESH_CHECK", "INLINE_FSYNC_BUDGET", "INLINE_WEIGHT", "TURN_EVERY", "GroupCommit"]
 
 T = TypeVar("T")
 
@@ -78,6 +78,9 @@ _CHECKPOINT_FRAMES: Final = 1000
 #: less than this (an exponential average, seconds): about the longest the loop may block on
 #: an fsync, and only when nothing else is ready on it.
 INLINE_FSYNC_BUDGET: Final = 0.001
+#: The longest a caller whose calls run at once goes without giving the loop a turn while
+#: nothing else is ready (seconds; see `GroupCommit._turn`).
+TURN_EVERY: Final = 0.001
 #: Seconds a check of the files is taken as still true, except after the ``COMMIT`` of a
 #: transaction with a ``commit`` in it (see the module docstring).
 FRESH_CHECK: Final = 0.001
@@ -134,6 +137,7 @@ class GroupCommit:
         self._fsync_cost = 0.0  # seconds a durable commit took lately (exponential average)
         self._watch: FileWatch | None = None
         self._checked_at = 0.0  # perf_counter() of the last check of the files
+        self._turned_at = 0.0  # perf_counter() of the last turn given to the loop (`_turn`)
         #: Why every call fails: the path no longer holds the files opened (`FileWatch`).
         self.lost: str | None = None
 
@@ -221,7 +225,7 @@ class GroupCommit:
                     raise StorageError(operation=operation, cause=exc) from exc
             else:
                 self._check_files(operation)
-                await asyncio.sleep(0)
+                await self._turn()
                 return value
         value = await self.call(reading(operation, lambda: fn(self.reader())))
         self._check_files(operation)
@@ -251,16 +255,31 @@ class GroupCommit:
 
         When nothing is queued or running and the loop has nothing else ready, an op that may
         run inline runs at once, in the caller, saving the trip through the queue; the caller
-        still yields to the loop once afterwards, as a queued write would, so a loop of
-        writes never starves other tasks. Otherwise (or if the file was busy) it is queued.
+        then yields to the loop once, as a queued write would, so a loop of writes never
+        starves other tasks (unless nothing else is ready: `_turn`). Otherwise (or if the
+        file was busy) it is queued.
         """
         if self._runs_now(op) and not self._run_inline([op]):
             if op.signals and op.applied:
                 self._on_change()
-            await asyncio.sleep(0)
+            await self._turn()
             return op.outcome()
         op.future = self._running_loop().create_future()
         return await self.submit(op)
+
+    async def _turn(self) -> None:
+        """After a call that ran at once: give the loop a turn, as a queued call would.
+
+        Skipped while nothing else is ready on the loop and it had a turn from here less than
+        `TURN_EVERY` ago: the yield would resume this caller at once, after one more pass
+        of the loop for nothing; the bound keeps timers and I/O from waiting longer than
+        that behind a loop of such calls.
+        """
+        now = time.perf_counter()
+        if now - self._turned_at < TURN_EVERY and self._idle():
+            return
+        self._turned_at = now
+        await asyncio.sleep(0)
 
     def _runs_now(self, op: Op[Any]) -> bool:
         if self._in_flight or self._pending or self._dispatch_scheduled or self._checkpoint_due:
@@ -592,7 +611,9 @@ class GroupCommit:
     def _attempt(
         self, conn: sqlite3.Connection, ops: list[Op[Any]], *, inline: bool
     ) -> Op[Any] | _Busy | None:
-        """One transaction over ``ops``; the op to drop when one raised unexpectedly."""
+        """One transaction over ``ops``; the op to drop when one raised unexpectedly, or
+        `_Busy` (nothing applied) when the file was busy: at ``BEGIN`` inline, at any
+        statement on the thread (which waits and tries again, as a busy timeout would)."""
         lost = self._file_problem(fresh=False)
         if lost is not None:
             for op in ops:
@@ -622,6 +643,8 @@ class GroupCommit:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            if not inline and isinstance(exc, sqlite3.OperationalError) and schema.is_busy(exc):
+                return _Busy(exc)  # nothing was committed: the thread tries it all again
             if running is not None:
                 running.fail(as_error(running.name, exc))
                 if len(ops) > 1:

@@ -128,6 +128,14 @@ TAKE_LEASE: Final = (
 EXTEND_LEASE: Final = "UPDATE leases SET expires_at = ? WHERE instance_id = ?"
 DELETE_LEASE: Final = "DELETE FROM leases WHERE instance_id = ? AND owner = ? AND generation = ?"
 #: The records and the alarm of one instance in one statement (``key`` NULL: the alarm row).
+#: Whether an instance has a lease row (live or not), a record, an alarm or an index entry
+#: (``commit_new``).
+IN_USE: Final = (
+    "SELECT EXISTS (SELECT 1 FROM leases WHERE instance_id = ?)"
+    " OR EXISTS (SELECT 1 FROM records WHERE instance_id = ?)"
+    " OR EXISTS (SELECT 1 FROM alarms WHERE instance_id = ?)"
+    " OR EXISTS (SELECT 1 FROM index_entries WHERE instance_id = ?)"
+)
 SNAPSHOT: Final = (
     "SELECT key, value, NULL FROM records WHERE instance_id = ?"
     " UNION ALL SELECT NULL, NULL, due_at FROM alarms WHERE instance_id = ?"

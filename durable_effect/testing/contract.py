@@ -323,6 +323,57 @@ class StorageContract(IndexContract, FeedContract):
             assert seen is applied
             assert ("done" in (await storage.load([target]))[target].records) is applied
 
+    # -- commit_new -------------------------------------------------------------------------
+
+    async def test_commit_new_writes_an_absent_instance_and_leaves_it_free(
+        self, storage: Storage
+    ) -> None:
+        head = await storage.feed_head()
+        write = InstanceWrite(instance_id="new", puts={"k": b"1"}, alarm=T0)
+        assert await storage.commit_new(write, owner="w1", now=T0, ttl=TTL, feed=[b"made"])
+        snap = (await storage.load(["new"]))["new"]
+        assert (snap.records, snap.alarm_at) == ({"k": b"1"}, T0)
+        assert [e.data for e in await storage.read_feed(after=head, limit=10)] == [b"made"]
+        # Not left leased: another owner takes it at once, and its alarm is claimable.
+        (claimed,) = await storage.claim_due(now=T0, owner="w2", ttl=TTL, limit=5)
+        assert claimed.lease.instance_id == "new"
+
+    async def test_commit_new_refuses_an_instance_that_exists(self, storage: Storage) -> None:
+        await put(storage, "old", {"k": b"old"})
+        await put(storage, "alarmed", alarm=T0)
+        for instance_id in ("old", "alarmed"):
+            write = InstanceWrite(instance_id=instance_id, puts={"k": b"new"})
+            assert not await storage.commit_new(write, owner="w1", now=T0, ttl=TTL)
+        snaps = await storage.load(["old", "alarmed"])
+        assert snaps["old"].records == {"k": b"old"}
+        assert (snaps["alarmed"].records, snaps["alarmed"].alarm_at) == ({}, T0)
+
+    async def test_commit_new_refuses_an_instance_another_owner_holds(
+        self, storage: Storage
+    ) -> None:
+        held = await lease_of(storage, "held", owner="holder")
+        write = InstanceWrite(instance_id="held", puts={"k": b"1"})
+        assert not await storage.commit_new(write, owner="w1", now=T0, ttl=TTL, feed=[b"x"])
+        assert not (await storage.load(["held"]))["held"].exists
+        # The holder's lease is untouched: it still commits.
+        await storage.commit([held], [InstanceWrite(instance_id="held", puts={"k": b"h"})])
+        assert (await storage.load(["held"]))["held"].records == {"k": b"h"}
+
+    async def test_commit_new_never_lets_a_stale_holder_commit_over_it(
+        self, storage: Storage
+    ) -> None:
+        """An expired lease nobody took still commits (``extend`` and ``commit`` fence by
+        generation only): ``commit_new`` must refuse, or take the row over."""
+        stale = await lease_of(storage, "run", owner="stale")
+        write = InstanceWrite(instance_id="run", puts={"k": b"new"})
+        written = await storage.commit_new(write, owner="w1", now=T0 + 2 * TTL, ttl=TTL)
+        if written:
+            with pytest.raises(LeaseLostError):
+                await storage.commit([stale], [InstanceWrite(instance_id="run", puts={"k": b"s"})])
+            assert (await storage.load(["run"]))["run"].records == {"k": b"new"}
+        else:
+            assert not (await storage.load(["run"]))["run"].exists
+
     async def test_writes_apply_purge_then_deletes_then_puts(self, storage: Storage) -> None:
         await put(storage, "i", {"a": b"1", "b": b"2", "c": b"3"}, alarm=T0)
         lease = await lease_of(storage, "i")

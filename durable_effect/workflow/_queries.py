@@ -110,8 +110,10 @@ class WorkflowRuntime(ListingRuntime, Protocol):
         handler: Callable[[Sequence[InstanceTx]], Effect[R, Er]],
         *,
         log_level: int | None = None,
+        new: bool = False,
     ) -> Effect[R, Er | StorageError]:
-        """Run ``handler`` over ``refs`` under their leases (committed if it succeeds)."""
+        """Run ``handler`` over ``refs`` under their leases (committed if it succeeds);
+        ``new``: the one instance is expected not to exist yet (one write, no lease)."""
         ...
 
     async def try_call(
@@ -350,8 +352,11 @@ class RunQueries(Generic[I, O]):
             return trigger(name, definition.expired, by_id, prepared)
 
         level = definition.log_level
+        # A run id is made new for each trigger: with no key instance beside it, the run is
+        # written in one transaction (``Engine.call(new=True)``; leased if it exists).
+        only_run = len(refs) == 1
         return async_effect(
-            lambda: self.runtime.call(list(refs.values()), handler, log_level=level)
+            lambda: self.runtime.call(list(refs.values()), handler, log_level=level, new=only_run)
         )
 
     @Effect.gen
