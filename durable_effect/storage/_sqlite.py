@@ -114,7 +114,9 @@ class SqliteStorage(Storage):
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
-        self._changed: asyncio.Event | None = None
+        #: A change since the last ``wait_for_change`` returned, and the futures waiting.
+        self._changed = False
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"SqliteStorage({self.path!r}, synchronous={self.synchronous!r})"
@@ -135,7 +137,7 @@ class SqliteStorage(Storage):
         if self._opened:
             return
         self._loop = asyncio.get_running_loop()
-        self._changed = None
+        self._changed = False
         await self._group.start()
         self._opened = True
 
@@ -433,14 +435,20 @@ class SqliteStorage(Storage):
         previous call returned makes the next call return at once (never a lost wake-up; at
         most one spurious return, which the port allows).
         """
-        self._check_open("wait_for_change")
-        event = self._event()
-        if not event.is_set():
+        loop = self._check_open("wait_for_change")
+        if not self._changed:
+            # A future and a timer, not ``wait_for`` over ``Event.wait``: no task per wait.
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(waiter)
+            timer = loop.call_later(max(timeout, 0.0), _time_out, waiter)
             try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                return
-        event.clear()
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiters.discard(waiter)
+            if not self._changed:
+                return  # timed out
+        self._changed = False
 
     async def list_instances(
         self,
@@ -588,15 +596,19 @@ class SqliteStorage(Storage):
         return await self._group.write(op)
 
     def _signal(self) -> None:
-        self._event().set()
-
-    def _event(self) -> asyncio.Event:
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        return self._changed
+        self._changed = True
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 # -- rows <-> values ---------------------------------------------------------------------------
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _lost(lease: Lease) -> LeaseLostError:

@@ -306,7 +306,7 @@ class RunQueries(Generic[I, O]):
         ``timeout``, runtime clock)."""
         limit = None if timeout is None else Duration.parse(timeout)
         deadline = None if limit is None else self.runtime.clock.now() + limit
-        ended = asyncio.Event()  # set by this process's events about the run's end
+        ended = _News()  # set by this process's events about the run's end
 
         def on_end(event: object) -> None:
             if getattr(event, "run_id", None) == ref.id:
@@ -501,29 +501,64 @@ class RunQueries(Generic[I, O]):
         return None
 
 
-async def _wait_for_news(
-    runtime: WorkflowRuntime, ended: asyncio.Event, deadline: datetime | None
-) -> None:
+class _News:
+    """What a waiter for a run's end wakes on, as one future (no task per source): the
+    run's end announced in this process (``set``, sticky until ``clear``), or a ``poke`` by
+    a storage change or a timer."""
+
+    __slots__ = ("_wake", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._wake: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.is_set = True
+        self.poke()
+
+    def clear(self) -> None:
+        self.is_set = False
+
+    def poke(self, _: object = None) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def wait(self) -> None:
+        """Until the next ``set`` or ``poke`` (at once if set)."""
+        if self.is_set:
+            return
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+
+
+async def _wait_for_news(runtime: WorkflowRuntime, ended: _News, deadline: datetime | None) -> None:
     """Until the run's end is announced in this process, storage changed (throttled: at most
     one look per ``_MIN_GAP``, at least one per ``_POLL``), or the deadline passed."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    announced = asyncio.ensure_future(ended.wait())
-    changed = asyncio.ensure_future(runtime.wait_for_change(_POLL))
-    waiters: set[asyncio.Future[Any]] = {announced, changed}
+    changed = loop.create_task(runtime.wait_for_change(_POLL))
+    changed.add_done_callback(ended.poke)
     timer = None
     if deadline is not None:
         timer = asyncio.ensure_future(runtime.clock.sleep_until(deadline))
-        waiters.add(timer)
+        timer.add_done_callback(ended.poke)
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await ended.wait()
         gap = _MIN_GAP - (loop.time() - started)
-        if gap > 0 and not announced.done() and (timer is None or not timer.done()):
+        if gap > 0 and not ended.is_set and (timer is None or not timer.done()):
             # Every checkpoint of every run is a storage change: look again a bit later.
-            pause = asyncio.ensure_future(asyncio.sleep(gap))
-            waiters.add(pause)
-            pending = {w for w in waiters if not w.done()}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pause = loop.call_later(gap, ended.poke)
+            try:
+                await ended.wait()
+            finally:
+                pause.cancel()
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        changed.remove_done_callback(ended.poke)
+        changed.cancel()
+        if timer is not None:
+            timer.remove_done_callback(ended.poke)
+            timer.cancel()
