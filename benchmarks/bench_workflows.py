@@ -10,7 +10,12 @@ writes ``benchmarks/results/bench_workflows.json``. Measured in the same run, on
    concurrency 16;
 3. ``raw sqlite3``: single-row upserts, one row per transaction, WAL, the same
    ``synchronous`` (the disk's commit rate: what one durable checkpoint costs at best);
-4. ``dbos``: the same workflow with DBOS (``@DBOS.workflow`` over three ``@DBOS.step``\\ s) on
+4. ``durably`` (optional): the same workflow on Durably (Node, ``@coji/durably`` with
+   better-sqlite3 in WAL mode and the same ``synchronous``), sequential and 16 concurrent
+   callers of ``triggerAndWait``, each measurement in a fresh ``node`` process
+   (``benchmarks/durably/bench.mjs``; ``cd benchmarks/durably && npm install`` first). When
+   Node or the package is missing, the rows say so and the rest runs;
+5. ``dbos``: the same workflow with DBOS (``@DBOS.workflow`` over three ``@DBOS.step``\\ s) on
    its SQLite system database: sequential calls, and 16 concurrent async workflows. DBOS
    is imported lazily; if it is missing or cannot run here, the reason is reported.
 
@@ -34,6 +39,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,7 +58,9 @@ from durable_effect.workflow import Step, Workflow, WorkflowDefinition
 
 Sync = Literal["full", "normal"]
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_workflows.json"
-TARGET_VS_DBOS = 3.0
+TARGET_VS_DBOS = 4.0
+TARGET_VS_DURABLY = 2.0
+DURABLY_DIR = Path(__file__).resolve().parent / "durably"
 
 
 @attrs.frozen(kw_only=True)
@@ -350,6 +358,29 @@ def dbos_rate(path: Path, runs: int, callers: int) -> tuple[float | None, str]:
     return rate, "sqlite system database (DBOS's default settings)"
 
 
+# -- Durably (Node, in a subprocess) ----------------------------------------------------------
+
+
+def durably_rate(path: Path, sync: Sync, runs: int, callers: int) -> tuple[float | None, str]:
+    """Durably runs/s, or ``None`` and the reason it could not run."""
+    node = shutil.which("node")
+    if node is None:
+        return None, "Node is not installed (Node 20+, then npm install in benchmarks/durably)"
+    if not (DURABLY_DIR / "node_modules" / "@coji" / "durably").is_dir():
+        return None, "@coji/durably is not installed: cd benchmarks/durably && npm install"
+    done = subprocess.run(
+        [node, str(DURABLY_DIR / "bench.mjs"), str(path), str(runs), str(callers), sync],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, f"durably failed: {done.stderr.strip().splitlines()[-1:]}"
+    rate = float(json.loads(done.stdout.strip().splitlines()[-1])["rate"])
+    return rate, f"better-sqlite3, WAL, synchronous={sync.upper()}"
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -404,6 +435,22 @@ def main() -> None:
                         detail=f"{rate * 3:.0f} steps/s; {raw / rate:.1f} raw commits per run",
                     )
                 )
+            for callers in (1, 16):
+                name = "sequential" if callers == 1 else f"concurrent-{callers}"
+                tried = [
+                    durably_rate(root / f"durably-{sync}-{callers}-{i}.db", sync, runs, callers)
+                    for i in range(repeats)
+                ]
+                peer_rates = [r for r, _ in tried if r is not None]
+                rows.append(
+                    Row(
+                        benchmark=f"durably {name}",
+                        sync=sync,
+                        rate=max(peer_rates) if peer_rates else float("nan"),
+                        unit="run/s",
+                        detail=tried[-1][1],
+                    )
+                )
         for callers in (1, 16):
             name = "sequential" if callers == 1 else f"concurrent-{callers}"
             measured = [
@@ -433,11 +480,29 @@ def main() -> None:
                 {
                     "benchmark": name,
                     "sync": sync,
+                    "peer": "dbos",
                     "ours": mine,
-                    "dbos": theirs,
+                    "theirs": theirs,
                     "ratio": ratio,
                     "target": TARGET_VS_DBOS,
                     "met": ratio >= TARGET_VS_DBOS,
+                }
+            )
+    for name in ("sequential", "concurrent-16"):
+        for sync in ("full", "normal"):
+            mine = by_name[(f"durable_effect {name}", sync)]
+            theirs = by_name.get((f"durably {name}", sync), float("nan"))
+            ratio = mine / theirs if not math.isnan(theirs) and theirs > 0 else float("nan")
+            comparisons.append(
+                {
+                    "benchmark": name,
+                    "sync": sync,
+                    "peer": "durably",
+                    "ours": mine,
+                    "theirs": theirs,
+                    "ratio": ratio,
+                    "target": TARGET_VS_DURABLY,
+                    "met": ratio >= TARGET_VS_DURABLY,
                 }
             )
     print(f"{'benchmark':34} {'sync':8} {'rate':>10}  unit      detail")
@@ -447,8 +512,8 @@ def main() -> None:
     for c in comparisons:
         status = "met" if c["met"] else "NOT met"
         print(
-            f"{c['benchmark']:14} {c['sync']:6}: {c['ratio']:.2f}x DBOS "
-            f"(target {TARGET_VS_DBOS:.0f}x: {status})"
+            f"{c['benchmark']:14} {c['sync']:6}: {c['ratio']:.2f}x {c['peer']} "
+            f"(target {c['target']:.0f}x: {status})"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
