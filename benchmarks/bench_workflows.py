@@ -345,17 +345,17 @@ def dbos_rate(path: Path, runs: int, callers: int) -> tuple[float | None, str]:
         import dbos  # noqa: F401  (only to know it is installed)
     except ImportError as exc:
         return None, f"dbos is not installed ({exc}); pip install dbos"
-    done = subprocess.run(
-        [sys.executable, "-c", _DBOS_SCRIPT, str(path), str(runs), str(callers)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    command = [sys.executable, "-c", _DBOS_SCRIPT, str(path), str(runs), str(callers)]
+    return _peer_rate("dbos", command, "sqlite system database (DBOS's default settings)")
+
+
+def _peer_rate(peer: str, command: list[str], detail: str) -> tuple[float | None, str]:
+    """Run a peer's measurement in its own process: the ``rate`` its last line prints (and
+    ``detail``), or ``None`` and why it failed."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
-        return None, f"dbos failed: {done.stderr.strip().splitlines()[-1:]}"
-    rate = float(json.loads(done.stdout.strip().splitlines()[-1])["rate"])
-    return rate, "sqlite system database (DBOS's default settings)"
+        return None, f"{peer} failed: {done.stderr.strip().splitlines()[-1:]}"
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["rate"]), detail
 
 
 # -- Durably (Node, in a subprocess) ----------------------------------------------------------
@@ -368,17 +368,8 @@ def durably_rate(path: Path, sync: Sync, runs: int, callers: int) -> tuple[float
         return None, "Node is not installed (Node 20+, then npm install in benchmarks/durably)"
     if not (DURABLY_DIR / "node_modules" / "@coji" / "durably").is_dir():
         return None, "@coji/durably is not installed: cd benchmarks/durably && npm install"
-    done = subprocess.run(
-        [node, str(DURABLY_DIR / "bench.mjs"), str(path), str(runs), str(callers), sync],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None, f"durably failed: {done.stderr.strip().splitlines()[-1:]}"
-    rate = float(json.loads(done.stdout.strip().splitlines()[-1])["rate"])
-    return rate, f"better-sqlite3, WAL, synchronous={sync.upper()}"
+    command = [node, str(DURABLY_DIR / "bench.mjs"), str(path), str(runs), str(callers), sync]
+    return _peer_rate("durably", command, f"better-sqlite3, WAL, synchronous={sync.upper()}")
 
 
 # -- main -------------------------------------------------------------------------------------
