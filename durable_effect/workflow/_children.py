@@ -13,9 +13,18 @@
   by the child workflow's ``error_schema``; ``RunCancelledError`` for a cancelled child);
   otherwise the parent sleeps, its suspending commit refused when the child's ``end``
   record exists (the child ended after the look: the parent looks again at once). A child
-  ending wakes its sleeping parent (alarm now) right after its end commit, and announces
-  ``run:child-finished``; should that wake be lost (a crash between the two, or the parent
-  held at that moment), the parent's alarm looks again later (1 minute, growing to 1 hour).
+  ending wakes its sleeping parent (alarm now, only while the parent waits for that very
+  child) right after its end commit, and announces ``run:child-finished``. The end commit
+  also sets ``wake_parent`` and the child's alarm now; the flag is cleared only once the
+  wake is delivered (or needs none), so a wake that could not be made — the worker died
+  between the two, or the parent was held at that moment (by a sibling's end, a client
+  call, a dead worker's lease) — is made again by the child's alarm, a little later each
+  time (50 ms growing to 5 s). A parent seen not sleeping for this child needs no wake and
+  its lease is not taken: its suspend, after this end, is refused by the ``end`` record.
+  A run cancelled while no worker held it wakes its parent the same way, through its
+  alarm. The parents waiting for a run of an idempotency key they did not start are woken
+  right after its end too (best effort); should that be lost, their own alarm looks again
+  later (1 minute, growing to 1 hour).
 * **cancellation** — a cancelled run with children has ``cancel_children`` set and its
   alarm due; that alarm writes a cancel request for every unfinished child and wakes it, so
   the child ends ``cancelled`` at its next step boundary (and cancels its own children the
@@ -90,12 +99,17 @@ __all__ = [
     "child_run_id",
     "finished_event",
     "has_children",
+    "must_wake_parent",
     "parent_wake",
     "wake_parent",
+    "wake_retry_at",
 ]
 
 POLL_MIN = timedelta(minutes=1)
 POLL_MAX = timedelta(hours=1)
+#: How soon a finished child tries again to wake a parent that was held (growing, capped).
+WAKE_RETRY_MIN = timedelta(milliseconds=50)
+WAKE_RETRY_MAX = timedelta(seconds=5)
 
 
 class ChildSpec(Protocol):
@@ -383,35 +397,68 @@ def finished_event(
     )
 
 
-def parent_wake(now: datetime) -> Callable[[Sequence[InstanceTx]], None]:
-    """The change that wakes a sleeping parent: its alarm now."""
+def _waits_for(records: Mapping[str, bytes], child_id: str) -> bool:
+    """Whether a run (its records) sleeps waiting for run ``child_id`` to end."""
+    current = META.load(records)
+    if current is None or current.status != "sleeping":
+        return False
+    waits = [r for r in load_steps(records) if r.name == current.current_step]
+    return any(r.child_run_id == child_id for r in waits)
 
-    def wake(txs: Sequence[InstanceTx]) -> None:
-        current = META.load(txs[0])
-        if current is not None and current.status == "sleeping":
+
+def parent_wake(now: datetime, child_id: str) -> Callable[[Sequence[InstanceTx]], bool]:
+    """The change that wakes a parent sleeping until child ``child_id`` ends: its alarm
+    now (a parent waiting for something else is left asleep). ``True``: the change is
+    made or none is needed."""
+
+    def wake(txs: Sequence[InstanceTx]) -> bool:
+        if _waits_for(txs[0].records(), child_id):
             txs[0].set_alarm(now)
+        return True
 
     return wake
 
 
-async def wake_parent(state: RunState, hooks: TxHooks) -> None:
-    """After a child's end: the sleeping alarm now of its parent and of the runs waiting for
-    it through its idempotency key (best effort: a parent held at this moment looks at its
-    child itself, see the module docstring)."""
-    meta = state.meta
-    parents: list[InstanceRef] = []
+def must_wake_parent(meta: RunMeta) -> bool:
+    """Whether a run ending now has a parent to wake (``RunMeta.wake_parent``)."""
+    return meta.parent_run_id is not None and meta.parent_workflow is not None
+
+
+async def wake_parent(tx: InstanceTx, hooks: TxHooks, meta: RunMeta) -> bool:
+    """After the end of run ``tx`` (``meta``): the alarm now of its parent and of the runs
+    waiting for it through its idempotency key, when they sleep waiting for it. ``False``
+    when its parent was held at that moment (or the storage failed): try again later
+    (``wake_retry_at``; module docstring)."""
+    workflow, run_id, now = tx.ref.job_name, tx.ref.id, tx.now()
+    parent: InstanceRef | None = None
+    others: list[InstanceRef] = []
     if meta.parent_run_id is not None and meta.parent_workflow is not None:
-        parents.append(run_ref(meta.parent_workflow, meta.parent_run_id))
-    # On failure, the parent's own look (its alarm) finds the child finished.
+        parent = run_ref(meta.parent_workflow, meta.parent_run_id)
     if meta.idempotency_key is not None:
         with contextlib.suppress(LeaseLostError, StorageError, ValidationError):
-            mark = await hooks.peek(idem_ref(state.workflow, meta.idempotency_key).instance_id)
-            if mark_of(mark.records) == state.run_id:
+            mark = await hooks.peek(idem_ref(workflow, meta.idempotency_key).instance_id)
+            if mark_of(mark.records) == run_id:
                 waiting = waiters_of(mark.records)
-                parents.extend(run_ref(w.workflow, w.run_id) for w in waiting)
-    for parent in dict.fromkeys(parents):
-        with contextlib.suppress(LeaseLostError, StorageError, ValidationError):
-            await hooks.try_commit_with(state.tx, [parent], parent_wake(state.now()))
+                others.extend(run_ref(w.workflow, w.run_id) for w in waiting)
+    woken = True
+    for ref in dict.fromkeys([*([] if parent is None else [parent]), *others]):
+        try:
+            if not _waits_for((await hooks.peek(ref.instance_id)).records, run_id):
+                continue  # a suspend after this end is refused by its ``end`` record
+            done = await hooks.try_commit_with(tx, [ref], parent_wake(now, run_id))
+        except ValidationError:  # unreadable: no wake would help
+            continue
+        except (LeaseLostError, StorageError):
+            done = None
+        if done is None and ref == parent:  # held: its own child's end must reach it
+            woken = False
+    return woken
+
+
+def wake_retry_at(meta: RunMeta, now: datetime) -> datetime:
+    """When a finished run whose parent was held tries to wake it again."""
+    since = now - (meta.completed_at or now)
+    return now + min(max(since, WAKE_RETRY_MIN), WAKE_RETRY_MAX)
 
 
 def has_children(records: Mapping[str, bytes]) -> bool:

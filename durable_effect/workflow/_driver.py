@@ -46,7 +46,9 @@ from durable_effect.workflow._children import (
     cancel_children,
     finished_event,
     has_children,
+    must_wake_parent,
     wake_parent,
+    wake_retry_at,
 )
 from durable_effect.workflow._events import (
     RunCancelled,
@@ -158,6 +160,13 @@ async def handle_alarm(spec: RunSpec, tx: InstanceTx) -> Effect[None, Never]:
                 return Effect.succeed(None)
             META.save(tx, attrs.evolve(meta, cancel_children=False))
             meta = attrs.evolve(meta, cancel_children=False)
+        if meta.wake_parent:  # a child's end whose wake is not delivered yet (``_children``)
+            if not await wake_parent(tx, hooks, meta):
+                tx.set_alarm(wake_retry_at(meta, tx.now()))  # its parent was held: later
+                return Effect.succeed(None)
+            META.save(tx, attrs.evolve(meta, wake_parent=False))
+            tx.set_alarm(finished_alarm(spec.retain, tx.now()))
+            return Effect.succeed(None)
         return await expire(spec.retain, tx, hooks, meta)
     return await Execution(spec, tx, hooks, meta).execute()
 
@@ -370,14 +379,30 @@ class Execution:
         state.evolve(completed_at=now, **changes)
         state.tx.put(END_KEY, b"1")  # a parent suspending to wait for it is refused by it
         state.tx.set_alarm(finished_alarm(self.spec.retain, now))
+        if must_wake_parent(state.meta):  # its next alarm, at once, wakes the parent again
+            state.evolve(wake_parent=True)
+            state.tx.set_alarm(now)
         event = finished_event(state.workflow, state.run_id, state.meta, now)
         if event is not None:
             state.emit(event)
 
     async def _ended(self) -> None:
-        """After the end's commit: give the concurrency slot back, wake a parent."""
-        await free_slot(self.state, self.hooks)
-        await wake_parent(self.state, self.hooks)
+        """After the end's commit: give the concurrency slot back, wake a parent — once
+        delivered, ``wake_parent`` is cleared by the handler's last commit; otherwise the
+        run's alarm tries again (``_children``)."""
+        state = self.state
+        await free_slot(state, self.hooks)
+        woken = await wake_parent(state.tx, self.hooks, state.meta)
+        if not state.meta.wake_parent:
+            return
+        if woken:
+            state.evolve(wake_parent=False)
+        if state.meta.cancel_children:
+            return  # its alarm, now, cancels its children (and tries the wake again)
+        now = state.now()
+        state.tx.set_alarm(
+            finished_alarm(self.spec.retain, now) if woken else wake_retry_at(state.meta, now)
+        )
 
     async def _end_completed(self, data: bytes, path: str | None) -> None:
         state = self.state

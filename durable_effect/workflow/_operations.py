@@ -35,7 +35,7 @@ from durable_effect.errors import (
 from durable_effect.jobs._exec import validated
 from durable_effect.jobs._instance import InstanceTx, TxHooks
 from durable_effect.storage._port import InstanceSnapshot
-from durable_effect.workflow._children import finished_event, has_children
+from durable_effect.workflow._children import finished_event, has_children, must_wake_parent
 from durable_effect.workflow._events import (
     RunCancelled,
     RunCoalesced,
@@ -264,10 +264,13 @@ def cancel_idle(tx: InstanceTx, retain: timedelta | None) -> Gen[None, _RunError
     if meta.status == "sleeping" and meta.current_step is not None:
         tx.emit(StepCancelled(**fields, step_name=meta.current_step))
     children = has_children(tx.records())  # its next alarm, at once, cancels them
-    cancelled = attrs.evolve(meta, status="cancelled", completed_at=now, cancel_children=children)
+    wake = must_wake_parent(meta)  # its next alarm, at once, wakes its waiting parent
+    cancelled = attrs.evolve(
+        meta, status="cancelled", completed_at=now, cancel_children=children, wake_parent=wake
+    )
     META.save(tx, cancelled)
     tx.put(END_KEY, b"1")  # a parent suspending to wait for it is refused by it
-    tx.set_alarm(now if children else finished_alarm(retain, now))
+    tx.set_alarm(now if children or wake else finished_alarm(retain, now))
     child_end = finished_event(tx.ref.job_name, tx.ref.id, cancelled, now)
     if child_end is not None:
         tx.emit(child_end)

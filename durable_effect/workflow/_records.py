@@ -132,6 +132,10 @@ class RunMeta:
     #: A cancelled run whose unfinished children are still to be cancelled (its next alarm,
     #: at once, does it: ``_children``).
     cancel_children: bool = False
+    #: A finished child run whose parent is still to be woken: its end commit sets its
+    #: alarm now, and that alarm wakes the parent again — should the wake right after the
+    #: end be lost (the worker died between the two: ``_children``).
+    wake_parent: bool = False
     #: The run this one was forked from (``fork``).
     forked_from: str | None = None
     #: The ``step.patched`` markers the run recorded (``_versions``).

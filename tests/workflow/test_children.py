@@ -352,3 +352,62 @@ async def test_cancelling_a_parent_leaves_a_run_of_the_key_it_did_not_start(
         assert (await hc.get_run(existing)).status == "sleeping"  # the client's run goes on
         await rt.advance("1 hour")
         assert (await hc.get_run(existing)).output == 40
+
+
+async def test_cancelling_an_idle_child_wakes_its_waiting_parent_at_once(
+    kind: str, tmp_path: Path
+) -> None:
+    child = make_child(Calls(), nap="1 hour")
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[str, Exception]:
+        got = yield from step.run_workflow("kid", child, n).catch_all(
+            lambda e: Effect.succeed(type(e).__name__)
+        )
+        return str(got)
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        h, hc = rt.client.workflow(wf), rt.client.workflow(child)
+        rid = (await h.trigger(1)).run_id
+        await rt.run_until_idle()
+        (kid,) = await hc.list_runs()
+        await hc.cancel(kid.id)  # no worker holds it: cancelled by the call itself
+        await rt.run_until_idle()  # no time passes
+        run = await h.get_run(rid)
+        assert (run.status, run.output, run.completed_at) == ("completed", "RunCancelledError", T0)
+
+
+async def test_a_child_ending_while_its_parent_is_held_wakes_it_once_free(
+    kind: str, tmp_path: Path
+) -> None:
+    # A parent may be held at the very moment its child ends (a sibling's end waking it,
+    # a client call, a dead worker's lease): the wake is not lost, the child's alarm tries
+    # again soon — the parent does not wait for its next look (a minute to an hour away).
+    child = make_child(Calls(), nap="1 hour")
+
+    @Effect.gen
+    def parent(step: Step, n: int) -> Gen[int, Exception]:
+        return (yield from step.run_workflow("kid", child, n))
+
+    wf = Workflow.make(int, parent)
+    async with runtime(kind, tmp_path, parent=wf, child=child) as rt:
+        h = rt.client.workflow(wf)
+        rid = (await h.trigger(2)).run_id
+        await rt.run_until_idle()
+        await rt.advance(timedelta(minutes=59, seconds=59))
+        storage = rt.jobs.storage
+        held = await storage.acquire(
+            [f"workflow:parent:{rid}"], owner="holder", now=rt.clock.now(), ttl=timedelta(hours=1)
+        )
+        assert held is not None
+        await rt.advance("1 second")  # the child ends: its parent is held
+        (kid,) = await rt.client.workflow(child).list_runs()
+        assert kid.status == "completed"
+        assert (await h.get_run(rid)).status == "sleeping"
+        await storage.release(held.leases)
+        await rt.advance("1 second")
+        run = await h.get_run(rid)
+        assert (run.status, run.output) == ("completed", 20)
+        assert run.completed_at is not None
+        assert run.completed_at <= T0 + timedelta(hours=1, seconds=2)
