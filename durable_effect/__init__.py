@@ -53,6 +53,7 @@ from durable_effect.jobs._task_context import (
 from durable_effect.workflow import (
     Progress,
     Run,
+    SendResult,
     Step,
     StepRecord,
     TriggerRequest,
@@ -100,6 +101,7 @@ __all__ = [
     "RunTimeoutError",
     "RunPage",
     "SchedulerError",
+    "SendResult",
     "Step",
     "StepRecord",
     "StepTimeoutError",

@@ -35,9 +35,11 @@ from durable_effect.workflow._pages import RunPage
 from durable_effect.workflow._queries import RunQueries
 from durable_effect.workflow._results import (
     Coalesce,
+    PendingEvents,
     Run,
     RunErrors,
     RunStatus,
+    SendResult,
     StepRecord,
     TriggerRequest,
     TriggerResult,
@@ -245,6 +247,30 @@ class WorkflowHandle(JobHandle[WorkflowDefinition[I, O, E, V]], Generic[I, O, E,
     ) -> Effect[Run[I, O], InstanceNotFoundError | TimeoutException | _Lookup]:
         """The run once it is finished (``TimeoutException`` after ``timeout``, runtime clock)."""
         return self._query(lambda q: q.wait(run_id, timeout))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def send(
+        self, run_id: str, event: V, *, event_id: str | None = None
+    ) -> Effect[SendResult, InstanceNotFoundError | InvalidStateError | _Lookup]:
+        """Send ``event`` to run ``run_id``: queued for its ``step.wait_for_event`` (first in
+        first out), waking a run that waits for one.
+
+        The event is validated against the workflow's ``event_schema`` before anything is
+        written (``ValidationError``). An unknown run: ``InstanceNotFoundError``; a finished
+        one: ``InvalidStateError``; a pending one accepts events. An ``event_id`` already
+        sent to this run gives ``accepted=False, duplicate=True`` and is not queued again.
+        A send never waits for a worker that is executing the run.
+        """
+        return self._query(lambda q: q.send(run_id, event, event_id))
+
+    def pending_events(
+        self, run_id: str
+    ) -> Effect[PendingEvents[V], InstanceNotFoundError | _Lookup]:
+        """The events sent to the run and not taken by a wait (oldest first), and what the
+        run waits for (``waiting``: ``None`` unless it sleeps until an event)."""
+        pending: Effect[PendingEvents[Any], Any] = self._query(lambda q: q.pending_events(run_id))
+        return pending
 
     # -- cancel / delete -------------------------------------------------------------------------
 

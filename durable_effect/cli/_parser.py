@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser(
         "runs",
-        help="workflow runs (list, show, watch, trigger, cancel, retrigger, fork, resume, delete)",
+        help="workflow runs (list, show, send, watch, trigger, cancel, retrigger, fork, resume, "
+        "delete)",
         description="Workflow runs.",
     ).add_subparsers(metavar="COMMAND")
 
@@ -183,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs sharing a key run one at a time",
     )
     rt.add_argument("--label", action="append", metavar="KEY=VALUE", help="a label (repeatable)")
-    run_cmd("show", r.cmd_runs_show, "show a run and its steps")
+    run_cmd("show", r.cmd_runs_show, "show a run: its steps, pending events, what it waits for")
+    rs = run_cmd("send", r.cmd_runs_send, "send an event to a run (step.wait_for_event)")
+    rs.add_argument("--event", required=True, metavar="JSON", help="the event as JSON")
+    rs.add_argument(
+        "--event-id", default=None, metavar="ID", help="a repeated id is not delivered again"
+    )
     run_cmd("cancel", r.cmd_runs_cancel, "cancel an active run")
     run_cmd("retrigger", r.run_op("retrigger"), "start a new run with a finished run's input")
     fork = run_cmd(

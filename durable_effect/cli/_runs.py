@@ -1,5 +1,5 @@
-"""The CLI's ``runs`` commands: list, trigger, show, cancel, retrigger, fork, resume (one run,
-or every run of a workflow with a status), delete, watch."""
+"""The CLI's ``runs`` commands: list, trigger, show, send, cancel, retrigger, fork, resume
+(one run, or every run of a workflow with a status), delete, watch."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ from durable_effect.cli._commands import (
     with_app,
 )
 from durable_effect.cli._output import emit, emit_json, key_values, terminal_width, to_plain
-from durable_effect.cli._runs_view import progress_line, run_block, runs_table, steps_table
+from durable_effect.cli._runs_view import (
+    pending_block,
+    progress_line,
+    run_block,
+    runs_table,
+    steps_table,
+)
 from durable_effect.workflow import Run
 
 __all__ = [
@@ -28,6 +34,7 @@ __all__ = [
     "cmd_runs_fork",
     "cmd_runs_list",
     "cmd_runs_resume",
+    "cmd_runs_send",
     "cmd_runs_show",
     "cmd_runs_trigger",
     "cmd_runs_watch",
@@ -85,11 +92,30 @@ async def cmd_runs_show(args: argparse.Namespace) -> int:
         handle = handle_of(jobs, args.workflow, "workflow")
         run = await call(handle.get_run(args.run_id))
         steps = await call(handle.steps(args.run_id))
+        pending = await call(handle.pending_events(args.run_id))
         if args.json:
-            emit_json({"run": run, "steps": steps})
+            emit_json(
+                {
+                    "run": run,
+                    "steps": steps,
+                    "waiting_for": pending.waiting,
+                    "pending_events": pending.events,
+                }
+            )
         else:
-            sys.stdout.write(run_block(run) + "\n" + steps_table(steps))
+            sys.stdout.write(
+                run_block(run) + "\n" + steps_table(steps) + "\n" + pending_block(pending)
+            )
         return 0
+
+    return await with_app(args, body)
+
+
+async def cmd_runs_send(args: argparse.Namespace) -> int:
+    async def body(jobs: DurableJobs) -> int:
+        handle = handle_of(jobs, args.workflow, "workflow")
+        event = json_arg(args.event, "--event")
+        return await run_call(handle.send(args.run_id, event, event_id=args.event_id), args.json)
 
     return await with_app(args, body)
 

@@ -1,4 +1,5 @@
-"""The human forms of workflow runs: the ``runs list`` table, ``runs show``, ``runs watch``.
+"""The human forms of workflow runs: the ``runs list`` table, ``runs show`` (with what the run
+waits for and its pending events), ``runs watch``.
 
 They fit the terminal (see ``_output``); ``--json`` bypasses them and prints the values whole.
 """
@@ -11,9 +12,9 @@ from typing import Any
 
 from durable_effect._codec import encode_json
 from durable_effect.cli._output import cell, human_duration, key_values, table, to_plain
-from durable_effect.workflow import Run, StepRecord
+from durable_effect.workflow import PendingEvents, Run, StepRecord
 
-__all__ = ["progress_line", "run_block", "runs_table", "steps_table"]
+__all__ = ["pending_block", "progress_line", "run_block", "runs_table", "steps_table"]
 
 _BAR = 30
 
@@ -118,6 +119,25 @@ def steps_table(steps: Sequence[StepRecord]) -> str:
         for step in steps
     ]
     return table(columns, rows, fixed=("#", "status", "attempts", "started_at", "took"))
+
+
+def pending_block(pending: PendingEvents[Any]) -> str:
+    """``runs show``: what the run waits for (``-`` unless an event) and the events queued for
+    it and not yet taken by a wait, oldest first."""
+    wait = pending.waiting
+    if wait is None:
+        waiting = "-"
+    else:
+        until = "no timeout" if wait.until is None else f"until {_iso(wait.until)}"
+        waiting = f"step {wait.step}: event {wait.event or 'any'}, {until}"
+    head = key_values([("waiting_for", waiting)])
+    if not pending.events:
+        return head + "(no pending events)\n"
+    columns = ["seq", "event_id", "sent_at", "event"]
+    rows = [
+        [str(e.seq), e.event_id or "-", _iso(e.sent_at), _json(e.event)] for e in pending.events
+    ]
+    return head + "\n" + table(columns, rows, fixed=("seq", "sent_at"))
 
 
 def progress_line(run: Run[Any, Any], width: int) -> str:

@@ -15,6 +15,8 @@ from durable_effect.workflow._events import (
     RunCoalesced,
     RunCompleted,
     RunDeleted,
+    RunEventReceived,
+    RunEventSent,
     RunFailed,
     RunLeased,
     RunLeaseRenewed,
@@ -28,9 +30,13 @@ from durable_effect.workflow._events import (
     WorkflowEvent,
 )
 from durable_effect.workflow._results import (
+    EventWait,
+    PendingEvent,
+    PendingEvents,
     Progress,
     Run,
     RunStatus,
+    SendResult,
     StepRecord,
     TriggerRequest,
     TriggerResult,
@@ -39,7 +45,10 @@ from durable_effect.workflow._step import Step, StepLog
 from durable_effect.workflow._workflow import Workflow
 
 __all__ = [
+    "EventWait",
     "LogWritten",
+    "PendingEvent",
+    "PendingEvents",
     "Progress",
     "Run",
     "RunCancelled",
@@ -48,6 +57,8 @@ __all__ = [
     "RunCoalesced",
     "RunCompleted",
     "RunDeleted",
+    "RunEventReceived",
+    "RunEventSent",
     "RunFailed",
     "RunLeaseRenewed",
     "RunLeased",
@@ -55,6 +66,7 @@ __all__ = [
     "RunResumed",
     "RunStatus",
     "RunTriggered",
+    "SendResult",
     "Step",
     "StepCancelled",
     "StepCompleted",

@@ -86,7 +86,6 @@ from durable_effect.workflow._results import FINISHED
 from durable_effect.workflow._run_state import (
     Aborted,
     RunState,
-    Suspended,
     millis,
     run_event_fields,
 )
@@ -310,11 +309,10 @@ class ChildRuns:
         if meta is None or meta.status in FINISHED:
             return await self._finished(rec, spec, meta, snap.records.get(OUTPUT_KEY))
         state.check_deadline()
-        state.evolve(current_step=rec.name, status="sleeping")
+        state.evolve(current_step=rec.name)
         poll = min(max(now - rec.started_at, POLL_MIN), POLL_MAX)
-        state.tx.set_alarm(state.wake_alarm(now + poll))
         state.suspend_guards = ((child.instance_id, END_KEY),)
-        return state.stop(Suspended())
+        return state.suspend(now + poll)
 
     async def _finished(
         self, rec: StepRec, spec: ChildSpec, meta: RunMeta | None, output: bytes | None

@@ -11,6 +11,8 @@ does to the instances it leased is in ``_operations``; the queries the client ma
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Never, TypeAlias, cast
@@ -18,7 +20,7 @@ from typing import Any, ClassVar, Generic, Never, TypeAlias, cast
 import attrs
 from typing_extensions import TypeVar
 
-from durable_effect._codec import Codec, codec_for
+from durable_effect._codec import Codec, codec_for, decode_json
 from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, async_effect
 from durable_effect.errors import ValidationError
@@ -26,6 +28,7 @@ from durable_effect.jobs._base import JobDefinition
 from durable_effect.jobs._instance import InstanceTx, validate_id
 from durable_effect.workflow._driver import handle_alarm
 from durable_effect.workflow._failures import ErrorClasses
+from durable_effect.workflow._inbox import Outgoing, check_event_size
 from durable_effect.workflow._index import RunIndexer
 from durable_effect.workflow._operations import Prepared
 from durable_effect.workflow._records import (
@@ -51,6 +54,15 @@ E = TypeVar("E", bound=BaseException, default=Never)
 V = TypeVar("V", default=object)
 
 RunFn: TypeAlias = Callable[[Step, I], Effect[O, BaseException]]
+
+
+def event_classes(schema: object) -> tuple[type, ...]:
+    """The classes an event of ``schema`` may be: ``A | B`` gives ``(A, B)``."""
+    if schema is None:
+        return ()
+    union = typing.get_origin(schema) in (typing.Union, types.UnionType)
+    members = typing.get_args(schema) if union else (schema,)
+    return tuple(m for m in members if isinstance(m, type))
 
 
 def _bad(schema: str, message: str) -> ValidationError:
@@ -116,6 +128,11 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
         """The retention sweep: purge a batch of runs past ``retain``, re-arm."""
         return async_effect(lambda: sweep(self, tx))
 
+    @property
+    def event_classes(self) -> tuple[type, ...]:
+        """The classes of ``event_schema`` (one, or the members of a union)."""
+        return event_classes(self.event_schema)
+
     # -- the alarm ---------------------------------------------------------------------------
 
     def on_alarm(self, tx: InstanceTx, due_at: datetime) -> Effect[None, Never]:
@@ -152,6 +169,17 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
             coalesce=request.coalesce,
             run_timeout=timeout,
         )
+
+    def prepare_event(self, event: object, event_id: str | None) -> Outgoing:
+        """Validate an event to send (``ValidationError`` naming the field; nothing written)."""
+        if event_id is not None:
+            validate_id(event_id, field="event_id")
+        try:
+            data = self.event_codec.encode(event)  # ValidationError with the path in the event
+        except RecursionError:
+            raise _bad("event", "is nested too deeply") from None
+        check_event_size(data)
+        return Outgoing(data=data, event_id=event_id)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -202,6 +230,20 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
             forked_from=meta.forked_from,
         )
 
+    def read_event(self, data: str | bytes) -> object:
+        """A stored event, for a read: its ``event_schema`` class, or plain JSON builtins if
+        it no longer fits the schema."""
+        try:
+            event: object = self.event_codec.decode(data)
+        except ValidationError:
+            return decode_json(data)
+        return event
+
+    def _step_output(self, output: str, path: str | None, event_seq: int | None) -> object:
+        if event_seq is not None:  # an event a wait took: of the declared event_schema
+            return self.read_event(output)
+        return decode_loose(output.encode("utf-8"), path, self.known)
+
     def read_steps(self, records: Mapping[str, bytes]) -> list[StepRecord]:
         """The completed and failed steps in a committed snapshot, in order."""
         out: list[StepRecord] = []
@@ -210,7 +252,7 @@ class WorkflowDefinition(JobDefinition, Generic[I, O, E, V]):
                 continue
             output: object = None
             if rec.status == "completed" and rec.output is not None:
-                output = decode_loose(rec.output.encode("utf-8"), rec.output_type, self.known)
+                output = self._step_output(rec.output, rec.output_type, rec.event_seq)
             out.append(
                 StepRecord(
                     name=rec.name,

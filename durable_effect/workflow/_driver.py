@@ -58,9 +58,7 @@ from durable_effect.workflow._events import (
     RunLeaseRenewed,
     StepCancelled,
 )
-from durable_effect.workflow._failures import ErrorClasses
 from durable_effect.workflow._records import (
-    END_KEY,
     INPUT_KEY,
     META,
     OUTPUT_KEY,
@@ -68,6 +66,8 @@ from durable_effect.workflow._records import (
     cancel_ref,
     drop_mark,
     idem_ref,
+    inbox_ref,
+    put_end,
 )
 from durable_effect.workflow._results import FINISHED
 from durable_effect.workflow._run_state import (
@@ -84,8 +84,8 @@ from durable_effect.workflow._run_state import (
 )
 from durable_effect.workflow._slots import claim_slot, free_slot
 from durable_effect.workflow._step import Step
-from durable_effect.workflow._step_runner import StepRunner
-from durable_effect.workflow._values import KnownTypes, encode_value, error_text
+from durable_effect.workflow._step_runner import StepRunner, StepTypes
+from durable_effect.workflow._values import encode_value, error_text
 
 __all__ = ["Execution", "RunSpec", "handle_alarm"]
 
@@ -94,7 +94,7 @@ KEY_FULL_FIRST_DELAY = timedelta(seconds=1)
 KEY_FULL_MAX_DELAY = timedelta(seconds=30)
 
 
-class RunSpec(Protocol):
+class RunSpec(StepTypes, Protocol):
     """What the driver needs of a workflow definition."""
 
     @property
@@ -120,16 +120,6 @@ class RunSpec(Protocol):
     @property
     def retain(self) -> timedelta | None:
         """How long a finished run is kept (``None``: forever)."""
-        ...
-
-    @property
-    def known(self) -> KnownTypes:
-        """The classes a stored type name may name."""
-        ...
-
-    @property
-    def errors(self) -> ErrorClasses:
-        """The errors that read back as themselves."""
         ...
 
 
@@ -187,10 +177,9 @@ async def expire(
         if meta.idempotency_key is not None:
             ref = idem_ref(name, meta.idempotency_key)
             await hooks.checkpoint_with(tx, ref, lambda itx: drop_mark(itx, run_id))
-        flag = cancel_ref(name, run_id)
-        cancel = await hooks.peek(flag.instance_id)
-        if cancel.exists:
-            await hooks.checkpoint_with(tx, flag, _purge)
+        for side in (cancel_ref(name, run_id), inbox_ref(name, run_id)):
+            if (await hooks.peek(side.instance_id)).exists:
+                await hooks.checkpoint_with(tx, side, _purge)
     except (LeaseLostError, StorageError) as exc:
         return _fail_quietly(exc)
     tx.purge()
@@ -219,7 +208,7 @@ class Execution:
         self.hooks = hooks
         self.state = RunState(tx, meta)
         self.checkpoints = Checkpoints(self.state, hooks)
-        self.steps = StepRunner(self.state, self.checkpoints, spec.known, spec.errors)
+        self.steps = StepRunner(self.state, self.checkpoints, spec)
         # The run's end may release the lease in its own commit: nothing follows it (a run
         # with a concurrency key gives its slot back after its end, under the lease).
         # A child run wakes its parent after its end, under the lease: not released by it.
@@ -257,7 +246,9 @@ class Execution:
         if isinstance(signal, Aborted):
             return _fail_quietly(signal.cause)
         if isinstance(signal, Suspended):
-            await self._end(lambda: None, also=state.suspend_guards)
+            # Nothing follows a suspension (a run sleeping keeps its concurrency slot): its
+            # commit releases the lease, so a ``send`` finds the run free right after it.
+            await self._end(lambda: None, release=True, also=state.suspend_guards)
         elif isinstance(signal, Cancelled):
             await self._end_cancelled(signal.step, signal.index)
         elif isinstance(signal, TimedOut):
@@ -302,6 +293,7 @@ class Execution:
                 attempt=state.attempt,
                 started_at=meta.started_at or now,
                 key_polls=0,
+                waiting=None,
             ),
             leased,
         )
@@ -340,24 +332,29 @@ class Execution:
     # -- endings --------------------------------------------------------------------------------
 
     async def _end(
-        self, build: Callable[[], None], *, also: Sequence[tuple[str, str]] = ()
+        self,
+        build: Callable[[], None],
+        *,
+        release: bool | None = None,
+        also: Sequence[tuple[str, str]] = (),
     ) -> bool:
         """Buffer an ending and commit it unless a cancel was requested (then cancel).
 
-        ``also``: records that refuse the commit too — the ``end`` of the child a run
-        suspends to wait for: ended after the look, it makes the run look again at once
-        (its alarm now) instead of sleeping.
+        ``also``: records that refuse the commit too — what a suspending run waits for, come
+        after it looked (the ``end`` of a waited-for child, the inbox's next event): the run
+        then looks again at once (its alarm now) instead of sleeping.
         """
         state = self.state
         mark = state.mark()
         before = state.meta
         build()
         checkpoints = self.checkpoints
+        released = self.end_releases if release is None else release
         try:
-            refused = await checkpoints.commit_guarded(also, release=self.end_releases)
+            refused = await checkpoints.commit_guarded(also, release=released)
             if refused is not None and not checkpoints.is_cancel(refused):
                 state.tx.set_alarm(state.now())
-                refused = await checkpoints.commit_guarded(release=self.end_releases)
+                refused = await checkpoints.commit_guarded(release=released)
         except Aborted:
             state.drop_events(mark)
             raise
@@ -377,7 +374,7 @@ class Execution:
         to its parent (``run:child-finished``; the wake follows the commit)."""
         state = self.state
         state.evolve(completed_at=now, **changes)
-        state.tx.put(END_KEY, b"1")  # a parent suspending to wait for it is refused by it
+        put_end(state.tx)
         state.tx.set_alarm(finished_alarm(self.spec.retain, now))
         if must_wake_parent(state.meta):  # its next alarm, at once, wakes the parent again
             state.evolve(wake_parent=True)

@@ -30,6 +30,8 @@ __all__ = [
     "RunCoalesced",
     "RunCompleted",
     "RunDeleted",
+    "RunEventReceived",
+    "RunEventSent",
     "RunFailed",
     "RunLeaseRenewed",
     "RunLeased",
@@ -138,6 +140,28 @@ class RunProgressed(WorkflowEvent):
         progress = self.progress
         out["progress"] = {to_camel(k): v for k, v in attrs.asdict(progress).items()}
         return out
+
+
+@attrs.frozen(kw_only=True)
+class RunEventSent(WorkflowEvent):
+    """An event was queued for the run (``send``): its sequence number in the run's inbox,
+    the sender's ``event_id`` (``sent_event_id``) and the event as JSON builtins."""
+
+    type: ClassVar[str] = "run:event-sent"
+    seq: int
+    sent_event_id: str | None = None
+    event: object = None
+
+
+@attrs.frozen(kw_only=True)
+class RunEventReceived(WorkflowEvent):
+    """A ``step.wait_for_event`` took a queued event (committed with the step)."""
+
+    type: ClassVar[str] = "run:event-received"
+    step_name: str
+    seq: int
+    sent_event_id: str | None = None
+    event: object = None
 
 
 @attrs.frozen(kw_only=True)

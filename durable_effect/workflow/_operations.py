@@ -45,7 +45,6 @@ from durable_effect.workflow._events import (
 )
 from durable_effect.workflow._records import (
     CANCEL_FLAG,
-    END_KEY,
     INPUT_KEY,
     KEY_STATE,
     META,
@@ -57,6 +56,7 @@ from durable_effect.workflow._records import (
     idem_ref,
     key_ref,
     mark_of,
+    put_end,
     run_ref,
     set_mark,
 )
@@ -112,14 +112,15 @@ class Copied:
 
 
 def check_active(
-    meta: RunMeta | None, instance_id: str
+    meta: RunMeta | None, instance_id: str, operation: str = "cancel"
 ) -> Effect[RunMeta, InstanceNotFoundError | InvalidStateError]:
-    """The meta of an active run, or the error ``cancel`` fails with."""
+    """The meta of an active run, or the error ``operation`` (``cancel``, ``send``) fails
+    with."""
     if meta is None:
         return Effect.fail(InstanceNotFoundError(instance_id=instance_id))
     if meta.status in FINISHED:
         return Effect.fail(
-            InvalidStateError(expected=ACTIVE_TEXT, actual=meta.status, operation="cancel")
+            InvalidStateError(expected=ACTIVE_TEXT, actual=meta.status, operation=operation)
         )
     return Effect.succeed(meta)
 
@@ -266,10 +267,15 @@ def cancel_idle(tx: InstanceTx, retain: timedelta | None) -> Gen[None, _RunError
     children = has_children(tx.records())  # its next alarm, at once, cancels them
     wake = must_wake_parent(meta)  # its next alarm, at once, wakes its waiting parent
     cancelled = attrs.evolve(
-        meta, status="cancelled", completed_at=now, cancel_children=children, wake_parent=wake
+        meta,
+        status="cancelled",
+        completed_at=now,
+        cancel_children=children,
+        wake_parent=wake,
+        waiting=None,
     )
     META.save(tx, cancelled)
-    tx.put(END_KEY, b"1")  # a parent suspending to wait for it is refused by it
+    put_end(tx)  # a parent suspending to wait for it is refused by it
     tx.set_alarm(now if children or wake else finished_alarm(retain, now))
     child_end = finished_event(tx.ref.job_name, tx.ref.id, cancelled, now)
     if child_end is not None:
@@ -291,13 +297,15 @@ def request_cancel(ctx: InstanceTx, run_instance_id: str) -> Gen[None, _RunError
 
 @Effect.gen
 def delete(txs: Sequence[InstanceTx]) -> Gen[None, _RunErrors]:
-    """Delete a finished run: ``txs`` = the run, its cancel instance, its idempotency mark."""
-    rtx, ctx, *rest = txs
+    """Delete a finished run: ``txs`` = the run, its cancel instance, its inbox, its
+    idempotency mark."""
+    rtx, ctx, itx, *rest = txs
     loaded = yield from validated(lambda: META.load(rtx))
     meta = yield from check_finished(loaded, rtx.instance_id, "delete_run")
     rtx.purge()
-    if ctx.exists:
-        ctx.purge()
+    for side in (ctx, itx):
+        if side.exists:
+            side.purge()
     for itx in rest:
         drop_mark(itx, rtx.ref.id)
     rtx.emit(RunDeleted(**run_event_fields(rtx.ref, rtx.now(), meta.labels)))

@@ -7,7 +7,9 @@ snapshots. ``wait`` polls committed state, waking on storage changes, on the run
 events about the run's end and on the runtime clock (so under ``TestRuntime`` a ``wait``
 with a timeout ends when the test moves the clock past it). ``cancel`` is the cancel
 protocol: a run nobody holds is cancelled at once, a run a worker holds gets a cancel
-request (see ``_operations``).
+request (see ``_operations``). ``send`` queues an event in the run's inbox and wakes a run
+waiting for one (``_inbox``): with the inbox and the run leased together when both are free
+(one commit), else with the inbox alone and a wake after — never waiting for a worker.
 
 The queries reach the runtime only through the ``WorkflowRuntime`` protocol (the engine).
 """
@@ -19,7 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
-from durable_effect._clock import Clock
 from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect, Gen, async_effect
 from durable_effect._events import Event
@@ -36,7 +37,6 @@ from durable_effect.errors import (
 )
 from durable_effect.jobs._exec import validated
 from durable_effect.jobs._instance import InstanceRef, InstanceTx, validate_id
-from durable_effect.storage._port import InstanceSnapshot
 from durable_effect.workflow import _listing
 from durable_effect.workflow._definition import WorkflowDefinition
 from durable_effect.workflow._listing import ListingRuntime
@@ -57,6 +57,7 @@ from durable_effect.workflow._records import (
     RunMeta,
     cancel_ref,
     idem_ref,
+    inbox_ref,
     key_ref,
     new_run_id,
     run_id_fits,
@@ -65,12 +66,15 @@ from durable_effect.workflow._records import (
 from durable_effect.workflow._rerun import copy_history, resume
 from durable_effect.workflow._results import (
     FINISHED,
+    PendingEvents,
     Run,
     RunStatus,
+    SendResult,
     StepRecord,
     TriggerRequest,
     TriggerResult,
 )
+from durable_effect.workflow._sending import SendRuntime, pending_events, send_event
 
 __all__ = ["RunQueries", "WorkflowRuntime"]
 
@@ -96,39 +100,9 @@ _END_EVENTS = ("run:complete", "run:fail", "run:cancel", "run:delete")
 _CANCEL_ROUNDS = 50
 
 
-class WorkflowRuntime(ListingRuntime, Protocol):
-    """What the queries need of the runtime (the engine gives exactly this)."""
-
-    @property
-    def clock(self) -> Clock:
-        """The runtime clock."""
-        ...
-
-    async def call(
-        self,
-        refs: Sequence[InstanceRef],
-        handler: Callable[[Sequence[InstanceTx]], Effect[R, Er]],
-        *,
-        log_level: int | None = None,
-        new: bool = False,
-    ) -> Effect[R, Er | StorageError]:
-        """Run ``handler`` over ``refs`` under their leases (committed if it succeeds);
-        ``new``: the one instance is expected not to exist yet (one write, no lease)."""
-        ...
-
-    async def try_call(
-        self,
-        refs: Sequence[InstanceRef],
-        handler: Callable[[Sequence[InstanceTx]], Effect[R, Er]],
-        *,
-        log_level: int | None = None,
-    ) -> Effect[R, Er | StorageError] | None:
-        """Like ``call``, but ``None`` (nothing ran) when an instance is held."""
-        ...
-
-    async def load(self, instance_ids: Sequence[str]) -> Mapping[str, InstanceSnapshot]:
-        """Committed snapshots, without a lease."""
-        ...
+class WorkflowRuntime(ListingRuntime, SendRuntime, Protocol):
+    """What the queries need of the runtime (the engine gives exactly this): the clock,
+    calls under leases and committed loads (``SendRuntime``), and the listings."""
 
     async def list_instances(
         self, prefix: str, *, after: str | None = None, limit: int | None = None
@@ -432,7 +406,7 @@ class RunQueries(Generic[I, O]):
         """Make a failed or cancelled run pending again, after its last completed step
         (``_rerun``); the run as committed."""
         ref = yield from self._ref(run_id)
-        refs = [ref, cancel_ref(self.name, ref.id)]
+        refs = [ref, cancel_ref(self.name, ref.id), inbox_ref(self.name, ref.id)]
         expired = self.definition.expired
 
         def handler(txs: Sequence[InstanceTx]) -> Effect[None, _RunErrors]:
@@ -487,13 +461,29 @@ class RunQueries(Generic[I, O]):
         # the run next (a worker) honours it at its next step boundary.
         return None
 
+    # -- events (``_sending``) ------------------------------------------------------------------
+
+    @Effect.gen
+    def send(
+        self, run_id: str, event: object, event_id: str | None
+    ) -> Gen[SendResult, InvalidStateError | _RunRead]:
+        """Queue ``event`` for the run and wake it if it waits for one."""
+        ref = yield from self._ref(run_id)
+        return (yield from send_event(self.definition, self.runtime, ref, event, event_id))
+
+    @Effect.gen
+    def pending_events(self, run_id: str) -> Gen[PendingEvents[object], _RunRead]:
+        """The events queued for the run (sent, not consumed by a wait) and what it waits for."""
+        ref = yield from self._ref(run_id)
+        return (yield from pending_events(self.definition, self.runtime, ref))
+
     @Effect.gen
     def delete_run(self, run_id: str) -> Gen[None, InvalidStateError | _RunRead]:
         """Delete a finished run with its steps, logs and idempotency mark (``run:delete``)."""
         ref = yield from self._ref(run_id)
         loaded = yield from self._meta(ref)
         meta = yield from check_finished(loaded, ref.instance_id, "delete_run")
-        refs = [ref, cancel_ref(self.name, ref.id)]
+        refs = [ref, cancel_ref(self.name, ref.id), inbox_ref(self.name, ref.id)]
         if meta.idempotency_key is not None:
             refs.append(idem_ref(self.name, meta.idempotency_key))
         level = self.definition.log_level

@@ -7,14 +7,19 @@ A run is the instance ``workflow:{name}:{run_id}``. Its records:
 * ``output`` — the output (once completed), encoded with the output schema, or as the
   plain JSON of the value with its type recorded in ``meta.output_type`` (``_values``);
 * ``step:{index:06d}`` — one :class:`StepRec` per step, in the order steps were reached;
-* ``log:{seq:08d}`` — one :class:`LogRec` per ``step.log`` line.
+* ``log:{seq:08d}`` — one :class:`LogRec` per ``step.log`` line;
+* ``end`` — written by the commit that ends the run (``put_end``; ``resume`` drops it): a
+  parent suspending to wait for it as a child (``_children``) and a ``send`` racing its end
+  (``_inbox``) are refused by a commit guard on it.
 
-Beside it live three small instances (none has an alarm; the registry ignores them):
+Beside it live four small instances (none has an alarm; the registry ignores them):
 ``wfidem:{name}:{key}`` (the run an idempotency key gave: ``IDEM_MARK``, and the parents
 that took that run as their child and wait for it: ``waiter:…``, :class:`Waiter`),
 ``wfkey:{name}:{key}`` (a concurrency key: its pending run and the runs holding a slot,
 ``KEY_STATE``) and ``wfcancel:{name}:{run_id}`` (the cancel request of a run a worker is
-executing, ``CANCEL_FLAG``).
+executing, ``CANCEL_FLAG``) and ``wfinbox:{name}:{run_id}`` (the events sent to the run,
+``_inbox``). The last two are apart from the run so that a client writes them without
+waiting for the worker executing the run.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from durable_effect.errors import ValidationError
 from durable_effect.jobs._instance import MAX_ID_LENGTH, InstanceRef, InstanceTx
 from durable_effect.jobs._records import Readable, Record
 from durable_effect.workflow._failures import ErrorRec
-from durable_effect.workflow._results import Progress, RunStatus
+from durable_effect.workflow._results import EventWait, Progress, RunStatus
 
 __all__ = [
     "CANCEL_FLAG",
@@ -61,10 +66,12 @@ __all__ = [
     "cancel_ref",
     "drop_mark",
     "idem_ref",
+    "inbox_ref",
     "key_ref",
     "load_steps",
     "log_key",
     "new_run_id",
+    "put_end",
     "run_id_fits",
     "run_ref",
     "step_key",
@@ -83,6 +90,7 @@ JOB_TYPE = "workflow"
 IDEM_TYPE = "wfidem"
 KEY_TYPE = "wfkey"
 CANCEL_TYPE = "wfcancel"
+INBOX_TYPE = "wfinbox"
 
 
 @attrs.frozen(kw_only=True)
@@ -140,12 +148,19 @@ class RunMeta:
     forked_from: str | None = None
     #: The ``step.patched`` markers the run recorded (``_versions``).
     patches: list[PatchMark] = attrs.field(factory=list)
+    #: What a ``sleeping`` run waits for, when it is an event (a ``send`` wakes it).
+    waiting: EventWait | None = None
+    #: The events sent to the run before this sequence number were still queued when it
+    #: ended: never delivered, even once it is resumed (``_rerun``).
+    events_from: int = 0
 
 
 @attrs.frozen(kw_only=True)
 class StepRec:
     """A ``step:{index}`` record. ``status`` ``retrying``: failed, its retry alarm is set;
-    ``sleeping``: a ``step.sleep`` not yet over."""
+    ``sleeping``: a ``step.sleep`` (or an event wait) not yet over. A completed event wait
+    records the event it consumed (``event_seq``; ``None``: it timed out) — from this run's
+    inbox, or (``event_from``, a wait a fork copied) from the inbox of that other run."""
 
     name: str
     index: int
@@ -161,6 +176,8 @@ class StepRec:
     #: The child run a ``step.run_workflow``/``start_workflow`` step started.
     child_workflow: str | None = None
     child_run_id: str | None = None
+    event_seq: int | None = None
+    event_from: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -306,6 +323,11 @@ def waiters_of(source: Mapping[str, bytes]) -> list[Waiter]:
     return [WAITER_CODEC.decode(source[k]) for k in sorted(source) if k.startswith(WAITER_PREFIX)]
 
 
+def put_end(tx: InstanceTx) -> None:
+    """Write the ``end`` record of a run, in the commit that ends it."""
+    tx.put(END_KEY, b"1")
+
+
 def drop_mark(itx: InstanceTx, run_id: str) -> None:
     """Forget an idempotency mark if it still names ``run_id``."""
     if mark_of(itx) == run_id:
@@ -364,6 +386,11 @@ def idem_ref(name: str, key: str) -> InstanceRef:
 def key_ref(name: str, key: str) -> InstanceRef:
     """The instance of concurrency key ``key``."""
     return _sub_id(KEY_TYPE, name, key)
+
+
+def inbox_ref(name: str, run_id: str) -> InstanceRef:
+    """The instance holding the events sent to run ``run_id``."""
+    return _sub_id(INBOX_TYPE, name, run_id)
 
 
 def cancel_ref(name: str, run_id: str) -> InstanceRef:

@@ -9,12 +9,20 @@ and ``resume`` (the same run, continuing after its last completed step).
   name a completed step (``ValidationError``). The new run records ``forked_from`` and gets
   a fresh deadline. The copied records of ``step.start_workflow`` / ``step.run_workflow``
   steps keep their output (the child's id, the child's output) but not the child they name:
-  that child belongs to the original run, so cancelling the fork leaves it alone.
+  that child belongs to the original run, so cancelling the fork leaves it alone. A copied
+  event wait replays its event, which stays counted in the original run's inbox
+  (``StepRec.event_from``): the new run's inbox starts empty, and the events the original
+  run never took are not carried over (events still queued when a run ends are never
+  delivered).
 * **resume** — of a ``failed`` or ``cancelled`` run only (``InvalidStateError`` otherwise):
   the run becomes ``pending`` again with its alarm now, its cancel request is dropped and
   its deadline starts afresh; its steps are kept, so the next execution replays the
   completed ones and runs the rest (``attempt`` grows with that lease). A durable sleep or a
-  retry wait it was in keeps its wake time. ``run:resume`` is emitted.
+  retry wait it was in keeps its wake time; so does an event wait, and it sees the
+  events sent after the resume only: those still queued when the run ended are never
+  delivered (``RunMeta.events_from``; they stay readable, as for any finished run, until
+  the resume). Its ``end`` record is dropped, so sends are accepted again. ``run:resume``
+  is emitted.
 """
 
 from __future__ import annotations
@@ -29,8 +37,17 @@ from durable_effect.errors import InstanceNotFoundError, InvalidStateError, Vali
 from durable_effect.jobs._exec import validated
 from durable_effect.jobs._instance import InstanceTx
 from durable_effect.workflow._events import RunResumed
+from durable_effect.workflow._inbox import next_seq
 from durable_effect.workflow._operations import Copied
-from durable_effect.workflow._records import META, STEP_CODEC, RunMeta, load_steps, step_key
+from durable_effect.workflow._records import (
+    END_KEY,
+    META,
+    STEP_CODEC,
+    RunMeta,
+    StepRec,
+    load_steps,
+    step_key,
+)
 from durable_effect.workflow._run_state import run_event_fields
 
 __all__ = ["RESUMABLE", "copy_history", "resume"]
@@ -67,7 +84,7 @@ def copy_history(
                 path="from_step",
             )
         cut = found[0]
-    kept = [attrs.evolve(rec, child_workflow=None, child_run_id=None) for rec in steps[:cut]]
+    kept = [_copied(rec, run_id) for rec in steps[:cut]]
     return Copied(
         records={step_key(rec.index): STEP_CODEC.encode(rec) for rec in kept},
         next_index=kept[-1].index + 1 if kept else 0,
@@ -75,13 +92,23 @@ def copy_history(
     )
 
 
+def _copied(rec: StepRec, run_id: str) -> StepRec:
+    """A step record as a fork of run ``run_id`` copies it: without the child it names, and
+    a wait that took an event says from which run's inbox, so the new run's own inbox
+    (empty at first) counts none of its events taken."""
+    rec = attrs.evolve(rec, child_workflow=None, child_run_id=None)
+    if rec.event_seq is None or rec.event_from is not None:
+        return rec
+    return attrs.evolve(rec, event_from=run_id)
+
+
 @Effect.gen
 def resume(
     txs: Sequence[InstanceTx], expired: Callable[[RunMeta, datetime], bool]
 ) -> Gen[None, InstanceNotFoundError | InvalidStateError | ValidationError]:
-    """Resume a failed or cancelled run: ``txs`` = the run, its cancel instance
+    """Resume a failed or cancelled run: ``txs`` = the run, its cancel instance, its inbox
     (module docstring); ``expired`` tells whether a finished run is past its retention."""
-    rtx, ctx = txs[0], txs[1]
+    rtx, ctx, itx = txs[0], txs[1], txs[2]
     loaded = yield from validated(lambda: META.load(rtx))
     now = rtx.now()
     if loaded is None or expired(loaded, now):
@@ -102,8 +129,10 @@ def resume(
         output_type=None,
         key_polls=0,
         deadline=None if meta.run_timeout is None else now + meta.run_timeout,
+        events_from=(yield from validated(lambda: next_seq(itx.records()))),
     )
     META.save(rtx, resumed)
+    rtx.delete(END_KEY)  # it is not over: a send is accepted, a waiting parent sleeps
     rtx.set_alarm(now)
     if ctx.exists:  # the cancel request the run honoured: it must not stop it again
         ctx.purge()

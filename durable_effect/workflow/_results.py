@@ -2,7 +2,7 @@
 
 Times are aware UTC datetimes. ``RunStatus`` is a run's lifecycle:
 ``pending → leased → completed | failed | cancelled``, plus ``sleeping`` while it waits for
-a durable sleep or a step retry.
+a durable sleep, a step retry or an event.
 """
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ __all__ = [
     "FINISHED",
     "Coalesce",
     "Disposition",
+    "EventWait",
+    "PendingEvent",
+    "PendingEvents",
     "Progress",
     "Run",
     "RunErrors",
     "RunStatus",
+    "SendResult",
     "StepRecord",
     "StepStatus",
     "TriggerRequest",
@@ -40,6 +44,7 @@ __all__ = [
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
+V = TypeVar("V")
 
 RunStatus: TypeAlias = Literal["pending", "leased", "sleeping", "completed", "failed", "cancelled"]
 StepStatus: TypeAlias = Literal["completed", "failed"]
@@ -144,3 +149,43 @@ class TriggerRequest(Generic[I]):
     labels: Mapping[str, str] | None = attrs.field(default=None, kw_only=True)
     coalesce: Coalesce | None = attrs.field(default=None, kw_only=True)
     run_timeout: DurationInput | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen(kw_only=True)
+class SendResult:
+    """What ``send`` did: ``accepted`` the event (queued for the run), or found its
+    ``event_id`` already sent to this run (``duplicate``: nothing queued, nothing emitted)."""
+
+    run_id: str
+    accepted: bool
+    duplicate: bool
+
+
+@attrs.frozen(kw_only=True)
+class EventWait:
+    """What a sleeping run waits for: an event (of class ``event``, by name, or any when
+    ``None``) at step ``step``, since ``since``, until ``until`` (``None``: no timeout)."""
+
+    step: str
+    event: str | None
+    since: datetime
+    until: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PendingEvent(Generic[V]):
+    """An event sent to a run and not (yet) consumed by a wait, oldest first by ``seq``."""
+
+    seq: int
+    event: V
+    event_id: str | None
+    sent_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class PendingEvents(Generic[V]):
+    """A run's queued events and what it waits for (``None``: it waits for no event)."""
+
+    run_id: str
+    waiting: EventWait | None
+    events: list[PendingEvent[V]]

@@ -3,8 +3,8 @@
 A workflow with ``retain`` lists each finished run in ``wf:{name}:x:{status}`` under its
 purge instant (``workflow._index``). One alarm per workflow — that of its bookkeeping
 instance ``jobmeta:{name}:workflow`` — runs the sweep: it reads the oldest due entries
-(at most `SWEEP_BATCH`), purges those runs with their idempotency marks and cancel
-requests in one commit, and re-arms:
+(at most `SWEEP_BATCH`), purges those runs with their idempotency marks, cancel
+requests and inboxes (the events sent to them) in one commit, and re-arms:
 
 * at once when more are due — so a backlog (100,000 runs past a shortened ``retain``, a
   worker that was down) is purged as a stream of short transactions, each one claim of
@@ -29,7 +29,7 @@ from durable_effect.errors import LeaseLostError, StorageError, ValidationError
 from durable_effect.jobs._index_keys import instant_key, key_instant
 from durable_effect.jobs._instance import InstanceRef, InstanceTx
 from durable_effect.workflow._index import expiry_indexes
-from durable_effect.workflow._records import META, cancel_ref, drop_mark, idem_ref
+from durable_effect.workflow._records import META, cancel_ref, drop_mark, idem_ref, inbox_ref
 
 if TYPE_CHECKING:
     from durable_effect.workflow._definition import WorkflowDefinition
@@ -88,7 +88,7 @@ async def _purge(
     groups: list[list[InstanceRef]] = []
     for instance_id in instance_ids:
         ref = InstanceRef.parse(instance_id)
-        group = [ref, cancel_ref(ref.job_name, ref.id)]
+        group = [ref, cancel_ref(ref.job_name, ref.id), inbox_ref(ref.job_name, ref.id)]
         try:
             meta = META.load(snapshots[instance_id].records)
         except ValidationError:
@@ -100,9 +100,9 @@ async def _purge(
     def apply(txs: Sequence[InstanceTx]) -> int:
         done, at = 0, 0
         for group in groups:
-            run, cancel, *marks = txs[at : at + len(group)]
+            run, cancel, inbox, *marks = txs[at : at + len(group)]
             at += len(group)
-            done += _purge_one(definition, run, cancel, marks, now)
+            done += _purge_one(definition, run, (cancel, inbox), marks, now)
         return done
 
     done = await hooks.try_commit_with(tx, [ref for group in groups for ref in group], apply)
@@ -112,8 +112,8 @@ async def _purge(
     for group in groups:
 
         def apply_one(txs: Sequence[InstanceTx]) -> int:
-            run, cancel, *marks = txs
-            return _purge_one(definition, run, cancel, marks, now)
+            run, cancel, inbox, *marks = txs
+            return _purge_one(definition, run, (cancel, inbox), marks, now)
 
         total += await hooks.try_commit_with(tx, group, apply_one) or 0
     return total
@@ -122,7 +122,7 @@ async def _purge(
 def _purge_one(
     definition: WorkflowDefinition[Any, Any, Any, Any],
     run: InstanceTx,
-    cancel: InstanceTx,
+    sides: Sequence[InstanceTx],
     marks: Sequence[InstanceTx],
     now: datetime,
 ) -> int:
@@ -135,8 +135,9 @@ def _purge_one(
     if meta is not None and not definition.expired(meta, now):
         return 1  # resumed since, or not due yet: its entries say so now
     run.purge()
-    if cancel.exists:
-        cancel.purge()
+    for side in sides:  # its cancel request and its inbox
+        if side.exists:
+            side.purge()
     for mark in marks:
         drop_mark(mark, run.ref.id)
     return 1

@@ -157,7 +157,8 @@ class RunState:
         self.busy: str | None = None
         #: The step the run is in (a cancel then names it).
         self.current: str | None = None
-        #: Records that refuse the commit suspending the run (a waited-for child's end).
+        #: Records that refuse the commit suspending the run (a waited-for child's end, an
+        #: event wait's next event).
         self.suspend_guards: tuple[tuple[str, str], ...] = ()
 
     # -- reading and writing ----------------------------------------------------------------------
@@ -224,6 +225,13 @@ class RunState:
         if deadline is None:
             return wake
         return deadline if wake is None else min(wake, deadline)
+
+    def suspend(self, wake: datetime | None) -> Never:
+        """End the execution: the run sleeps until ``wake`` (``None``: until something
+        wakes it), or its deadline if that comes first."""
+        self.evolve(status="sleeping")
+        self.tx.set_alarm(self.wake_alarm(wake))
+        self.stop(Suspended())
 
     def check_open(self, what: str, *, inside_step: bool = False) -> None:
         """Refuse a step operation after the end, or while another step's effect runs."""

@@ -12,6 +12,11 @@
   re-executes and completed steps replay.
 * ``step.patched(name)`` — ``True`` for a run reaching this point under code with the patch,
   ``False`` for one that had passed it before (recorded; see ``_versions``).
+* ``step.wait_for_event(name, schema=None, *, timeout=None)`` — durable: the next event sent
+  to the run (of class ``schema``, one of the workflow's ``event_schema`` classes, when
+  given), first in first out; the run is ``sleeping`` until one comes, no worker held;
+  with ``timeout``, ``None`` when none was sent in time. The event taken is recorded with
+  the step (``_waits``).
 * ``step.progress(current, total=None, message=None)`` — committed at once, emits
   ``run:progress``.
 * ``step.log.info/warn/error(message, **data)`` — stored with the run and emitted as
@@ -27,7 +32,7 @@ Steps of one run execute one at a time (a step inside another step's effect is r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Never, Protocol, TypeAlias, TypeVar, overload
 
 from durable_effect._backoff import Retry
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["LogLevelName", "Step", "StepLog", "StepOps"]
 
 A = TypeVar("A")
+T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
 
 CI = TypeVar("CI")
@@ -80,6 +86,10 @@ class StepOps(Protocol):
 
     async def sleep_step(self, name: str, wake: Callable[[datetime], datetime]) -> None:
         """Complete (or start, suspending the run) one durable sleep."""
+        ...
+
+    async def wait_step(self, name: str, schema: type | None, timeout: timedelta | None) -> object:
+        """Complete (or start, suspending the run) one event wait; the event or ``None``."""
         ...
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
@@ -335,6 +345,51 @@ class Step:
         checked = _check_name(name)
         runner = self._runner
         return Effect.sync(lambda: runner.patched(checked))
+
+    @overload
+    def wait_for_event(
+        self, name: str, schema: type[T], *, timeout: None = None
+    ) -> Effect[T, Never]: ...
+
+    @overload
+    def wait_for_event(
+        self, name: str, schema: type[T], *, timeout: DurationInput
+    ) -> Effect[T | None, Never]: ...
+
+    @overload
+    def wait_for_event(
+        self, name: str, schema: None = None, *, timeout: None = None
+    ) -> Effect[object, Never]: ...
+
+    @overload
+    def wait_for_event(
+        self, name: str, schema: None = None, *, timeout: DurationInput
+    ) -> Effect[object | None, Never]: ...
+
+    def wait_for_event(
+        self, name: str, schema: type[T] | None = None, *, timeout: DurationInput | None = None
+    ) -> Effect[Any, Never]:
+        """Wait durably for the next event sent to this run (``client...send``).
+
+        With ``schema`` (one of the workflow's ``event_schema`` classes; another is a
+        ``TypeError``), the oldest queued event of that class; events of other classes stay
+        queued for later waits. Events sent before the wait are kept, and taken first in
+        first out. With ``timeout`` (measured from when the run first reaches the wait, a
+        durable sleep), ``None`` when no event was sent in time. The run is ``sleeping``
+        meanwhile, with no worker held; the event taken is committed with the step, so a
+        replay gives the same event.
+        """
+        checked = _check_name(name)
+        given: object = schema
+        if given is not None and not isinstance(given, type):
+            raise TypeError(f"wait_for_event: schema must be a class or None, got {schema!r}")
+        limit = None if timeout is None else Duration.parse(timeout)
+        runner = self._runner
+
+        async def go() -> Effect[Any, Never]:
+            return Effect.succeed(await runner.wait_step(checked, schema, limit))
+
+        return async_effect(go)
 
     def progress(
         self, current: int, total: int | None = None, message: str | None = None

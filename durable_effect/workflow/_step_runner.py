@@ -20,14 +20,14 @@ Every step reaches the run's records through ``RunState`` and commits through
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any, Never
+from datetime import datetime, timedelta
+from typing import Any, Never, Protocol
 
 import attrs
 
 from durable_effect import _log
 from durable_effect._backoff import Retry
-from durable_effect._codec import decode_json, encode_builtins
+from durable_effect._codec import Codec, decode_json, encode_builtins
 from durable_effect._duration import Duration, DurationInput
 from durable_effect._effect import Effect
 from durable_effect._interpreter import run_exit
@@ -52,7 +52,6 @@ from durable_effect.workflow._results import Progress
 from durable_effect.workflow._run_state import (
     RunState,
     Signal,
-    Suspended,
     millis,
     stack_of,
 )
@@ -65,8 +64,9 @@ from durable_effect.workflow._values import (
     error_text,
 )
 from durable_effect.workflow._versions import Versions
+from durable_effect.workflow._waits import EventWaits
 
-__all__ = ["StepAttempt", "StepRunner"]
+__all__ = ["StepAttempt", "StepRunner", "StepTypes"]
 
 _LEVELS = {"info": _log.INFO, "warn": _log.WARNING, "error": _log.ERROR}
 
@@ -112,18 +112,41 @@ def with_timeout(
     return effect.map_error(wrap).timeout(delay).map_error(unwrap)
 
 
+class StepTypes(Protocol):
+    """What the steps need of the workflow's declared types (the definition gives it)."""
+
+    @property
+    def known(self) -> KnownTypes:
+        """The classes a stored type name may name."""
+        ...
+
+    @property
+    def errors(self) -> ErrorClasses:
+        """The errors that read back as themselves."""
+        ...
+
+    @property
+    def event_codec(self) -> Codec[Any]:
+        """Decodes the events sent to a run."""
+        ...
+
+    @property
+    def event_classes(self) -> tuple[type, ...]:
+        """The classes of ``event_schema`` (what ``wait_for_event(schema=...)`` may name)."""
+        ...
+
+
 class StepRunner:
     """The step operations of one execution (the ``StepOps`` that ``Step`` calls)."""
 
-    def __init__(
-        self, state: RunState, checkpoints: Checkpoints, known: KnownTypes, errors: ErrorClasses
-    ) -> None:
+    def __init__(self, state: RunState, checkpoints: Checkpoints, types: StepTypes) -> None:
         self.state = state
         self.checkpoints = checkpoints
-        self.known = known
-        self.errors = errors
+        self.known = types.known
+        self.errors = types.errors
         self.versions = Versions(state)
         self.children = ChildRuns(state, checkpoints)
+        self.waits = EventWaits(state, checkpoints, types.event_codec, types.event_classes)
         self.run_id = state.run_id
         self.workflow = state.workflow
         # Calls of step.log / step.progress outside steps in this execution (see RunMeta).
@@ -289,12 +312,7 @@ class StepRunner:
         return Effect.fail(error)
 
     def _sleep_run(self, wake: datetime | None) -> Never:
-        """Suspend the run until ``wake`` (``None``: until something wakes it), or its
-        deadline if that comes first."""
-        state = self.state
-        state.evolve(status="sleeping")
-        state.tx.set_alarm(state.wake_alarm(wake))
-        state.stop(Suspended())
+        self.state.suspend(wake)
 
     async def sleep_step(self, name: str, wake: Callable[[datetime], datetime]) -> None:
         state = self.state
@@ -356,6 +374,11 @@ class StepRunner:
         self.state.check_open(f"{'run' if wait else 'start'}_workflow {name!r}")
         self.versions.reach(name)
         return await self.children.step(name, workflow, value, idempotency_key, labels, wait=wait)
+
+    async def wait_step(self, name: str, schema: type | None, timeout: timedelta | None) -> object:
+        self.state.check_open(f"wait_for_event {name!r}")
+        self.versions.reach(name)
+        return await self.waits.wait(name, schema, timeout)
 
     async def report_progress(self, current: int, total: int | None, message: str | None) -> None:
         state = self.state

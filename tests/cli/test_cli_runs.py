@@ -172,7 +172,8 @@ def test_runs_show_wraps_long_values_and_json_keeps_them_whole(db: Path) -> None
         pieces.append(line.strip())
     assert json.loads("".join(pieces)) == text
     whole = json.loads(cli(db, "runs", "show", APP, "ok", done, "--json").stdout)
-    assert set(whole) == {"run", "steps"}
+    assert set(whole) == {"run", "steps", "waiting_for", "pending_events"}
+    assert (whole["waiting_for"], whole["pending_events"]) == (None, [])
     assert set(whole["run"]) == RUN_FIELDS
     assert whole["run"]["input"] == text
     assert [(s["name"], s["output"]) for s in whole["steps"]] == [
