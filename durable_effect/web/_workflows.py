@@ -2,7 +2,8 @@
 
 Each route resolves the workflow by its registered name (404 otherwise), checks its input,
 makes one client call and answers with its result (see ``_http`` for bodies and errors).
-Sending events to a run comes with that client operation (``send``).
+Events are sent to a run (``POST …/events``, the client's ``send``) and its pending events
+read with what it waits for (``GET …/events``, ``pending_events``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["WorkflowRoutes"]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _TRIGGER_FIELDS = ("input", "idempotency_key", "concurrency_key", "labels")
+_SEND_FIELDS = ("event", "event_id")
 _MAX_FILTERS = 64
 
 
@@ -65,6 +67,8 @@ class WorkflowRoutes:
             Route(f"{run}/retrigger", wrap(self.retrigger), methods=["POST"]),
             Route(f"{run}/resume", wrap(self.resume), methods=["POST"]),
             Route(f"{run}/fork", wrap(self.fork), methods=["POST"]),
+            Route(f"{run}/events", wrap(self.pending_events), methods=["GET"]),
+            Route(f"{run}/events", wrap(self.send), methods=["POST"]),
         ]
 
     def _handle(self, request: Request) -> Any:
@@ -131,6 +135,13 @@ class WorkflowRoutes:
         logs = [LOG_CODEC.decode(records[k]) for k in sorted(records) if k.startswith(LOG_PREFIX)]
         return json_response({"logs": logs})
 
+    async def pending_events(self, request: Request) -> Response:
+        """``{"run_id", "waiting", "events": [{"seq", "event", "event_id", "sent_at"}]}``: the
+        events sent and not yet taken by a wait (oldest first), and what the run waits for
+        (``waiting``: ``{"step", "event", "since", "until"}``, or ``null``)."""
+        pending = await call(self._handle(request).pending_events(request.path_params["run_id"]))
+        return json_response(pending)
+
     # -- actions -------------------------------------------------------------------------
 
     async def trigger(self, request: Request) -> Response:
@@ -181,6 +192,28 @@ class WorkflowRoutes:
         except ValidationError as exc:
             raise with_path_prefix(exc, "$") from None
         return json_response(result, 201 if result.disposition == "created" else 200)
+
+    async def send(self, request: Request) -> Response:
+        """Send ``{"event", "event_id"?}`` to the run: 202 ``{"run_id", "accepted": true,
+        "duplicate": false}`` when queued, 200 with ``duplicate: true`` for an ``event_id``
+        already sent to it (nothing queued)."""
+        handle = self._handle(request)
+        definition = self.workflows[request.path_params["wf"]]
+        body = await read_body(request, _SEND_FIELDS)
+        if "event" not in body:
+            raise ApiError.invalid("$.event", "event is required")
+        try:
+            event = definition.event_codec.validate(body["event"])
+        except ValidationError as exc:
+            raise with_path_prefix(exc, "$.event") from None
+        event_id = optional_text(body, "event_id")
+        try:
+            result = await call(
+                handle.send(request.path_params["run_id"], event, event_id=event_id)
+            )
+        except ValidationError as exc:  # the event_id, or the event's encoded size
+            raise with_path_prefix(exc, "$") from None
+        return json_response(result, 202 if result.accepted else 200)
 
     async def delete_run(self, request: Request) -> Response:
         """Delete a finished run: 204."""

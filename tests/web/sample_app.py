@@ -1,7 +1,8 @@
 """The jobs the web tests serve: two workflows, and one job of each other type.
 
 ``imports`` reports progress batch by batch with a durable one-second pause between batches
-(so a page can watch its bar move); ``waits`` sleeps an hour (a run to cancel). The storage
+(so a page can watch its bar move); ``waits`` sleeps an hour (a run to cancel); ``approvals``
+waits a day for an ``Approval`` or a ``Refusal`` event (a run to send an event to). The storage
 is whatever the caller passes (``--storage`` on the CLI, ``jobs_on(url)`` in tests).
 """
 
@@ -69,6 +70,33 @@ def wait_an_hour(step: Step, note: str) -> Gen[str, ValidationError]:
 waits = Workflow.make(str, wait_an_hour)
 
 
+class Approval(msgspec.Struct, tag=True):
+    """An event ``approvals`` waits for."""
+
+    by: str
+
+
+class Refusal(msgspec.Struct, tag=True):
+    """The other event ``approvals`` accepts."""
+
+    reason: str
+
+
+@Effect.gen
+def await_decision(step: Step, amount: int) -> Gen[str, ValidationError]:
+    yield from step.run("request", Effect.succeed(f"please approve {amount}"))
+    decision = yield from step.wait_for_event("decision", timeout="1 day")
+    if decision is None:
+        return "nobody answered"
+    if isinstance(decision, Approval):
+        return f"approved by {decision.by}"
+    assert isinstance(decision, Refusal)
+    return f"refused: {decision.reason}"
+
+
+approvals = Workflow.make(int, await_decision, event_schema=Approval | Refusal)
+
+
 class Beat(msgspec.Struct):
     beats: int = 0
 
@@ -108,6 +136,7 @@ clicks = Debounce.make(int, flush_clicks, "1 hour")
 DEFINITIONS: dict[str, JobDefinition] = {
     "imports": imports,
     "waits": waits,
+    "approvals": approvals,
     "heartbeat": heartbeat,
     "reminders": reminders,
     "clicks": clicks,

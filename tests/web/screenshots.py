@@ -2,8 +2,9 @@
 
 Usage: ``python -m tests.web.screenshots [OUT_DIR]`` (default ``docs/images``). Serves the
 sample jobs on a temporary SQLite file, makes some history with an in-process worker (runs
-completed, one in flight, one cancelled; job instances), and saves the runs list, a run
-page and the jobs page at both widths with Debian's headless Chromium.
+completed, one in flight, one cancelled, one waiting for an event; job instances), and saves
+the runs list, a run page, a waiting run's page and the jobs page at both widths with
+Debian's headless Chromium.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from durable_effect.workflow import TriggerRequest
 from tests.web._browser import chromium, served
 from tests.web.sample_app import ImportRequest, Reminder
 
-PAGES = (("runs", "#/?wf=imports"), ("run", None), ("jobs", "#/jobs"))
+PAGES = (("runs", "#/?wf=imports"), ("run", "done"), ("run-waiting", "waiting"), ("jobs", "#/jobs"))
 
 
-async def make_history(site: object) -> str:
-    """Runs and instances to look at; the id of a completed run."""
+async def make_history(site: object) -> dict[str, str]:
+    """Runs and instances to look at; the page of a completed run and of a waiting one."""
     jobs = site.jobs  # type: ignore[attr-defined]
     imports = jobs.client.workflow("imports")
     requests = [
@@ -51,6 +52,8 @@ async def make_history(site: object) -> str:
     await asyncio.sleep(1.4)  # the new one is part-way through
     await Effect.run_async(waits.cancel(nap))
     await Effect.run_async(waits.trigger("weekly digest"))
+    approvals = jobs.client.workflow("approvals")
+    waiting = (await Effect.run_async(approvals.trigger(1250))).unwrap().run_id
     await Effect.run_async(jobs.client.continuous("heartbeat").start(id="main", input={}))
     for who in ("ada", "grace"):
         await Effect.run_async(
@@ -61,19 +64,18 @@ async def make_history(site: object) -> str:
     await worker.stop()
     await task
     assert live.unwrap().run_id
-    first: str = results[0].run_id
-    return first
+    return {"done": f"#/run/imports/{results[0].run_id}", "waiting": f"#/run/approvals/{waiting}"}
 
 
 async def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         async with served(Path(tmp) / "shots.db") as site, chromium() as browser:
-            done = await make_history(site)
+            runs = await make_history(site)
             for width, height in ((1280, 860), (390, 844)):
                 page = await browser.new_page(viewport={"width": width, "height": height})
                 for name, fragment in PAGES:
-                    target = fragment or f"#/run/imports/{done}"
+                    target = runs.get(fragment, fragment)
                     await page.goto(site.url + target)
                     await page.wait_for_selector("#live.on")
                     await page.wait_for_timeout(400)

@@ -50,6 +50,7 @@ async def test_workflows_list_every_status_count(http: httpx.AsyncClient, rt: Te
         "workflows": [
             {"name": "imports", "counts": dict.fromkeys(sorted(STATUSES), 0)},
             {"name": "waits", "counts": dict.fromkeys(sorted(STATUSES), 0)},
+            {"name": "approvals", "counts": dict.fromkeys(sorted(STATUSES), 0)},
         ]
     }
     await trigger(http, {"input": {"filename": "a.csv", "rows": 8}})
@@ -273,6 +274,88 @@ async def test_resume_a_cancelled_run_and_fork_a_completed_one(
     new = (await http.get(f"/api/workflows/imports/runs/{forked.json()['run_id']}")).json()
     assert new["forked_from"] == done
     assert new["status"] == "pending"
+
+
+async def test_an_event_sent_resumes_a_waiting_run(
+    http: httpx.AsyncClient, rt: TestRuntime
+) -> None:
+    run_id = (await trigger(http, {"input": 120}, wf="approvals")).json()["run_id"]
+    path = f"/api/workflows/approvals/runs/{run_id}"
+    early = await http.post(f"{path}/events", json={"event": {"type": "Refusal", "reason": "no"}})
+    assert early.status_code == 202  # a pending run accepts events: queued for its wait
+    early_pending = (await http.get(f"{path}/events")).json()
+    assert early_pending["waiting"] is None
+    assert [e["event"] for e in early_pending["events"]] == [{"type": "Refusal", "reason": "no"}]
+    await rt.run_until_idle()  # the wait takes the queued event at once
+    assert (await http.get(path)).json()["output"] == "refused: no"
+
+    run_id = (await trigger(http, {"input": 80}, wf="approvals")).json()["run_id"]
+    path = f"/api/workflows/approvals/runs/{run_id}"
+    await rt.run_until_idle()
+    assert (await http.get(path)).json()["status"] == "sleeping"
+    waiting = (await http.get(f"{path}/events")).json()
+    assert waiting["run_id"] == run_id
+    assert waiting["events"] == []
+    assert waiting["waiting"]["step"] == "decision"
+    assert waiting["waiting"]["since"].endswith("Z")
+    assert waiting["waiting"]["until"].endswith("Z")  # the one-day timeout
+    body = {"event": {"type": "Approval", "by": "ann"}, "event_id": "ticket-81"}
+    sent = await http.post(f"{path}/events", json=body)
+    assert sent.status_code == 202
+    assert sent.json() == {"run_id": run_id, "accepted": True, "duplicate": False}
+    again = await http.post(f"{path}/events", json=body)
+    assert again.status_code == 200
+    assert again.json() == {"run_id": run_id, "accepted": False, "duplicate": True}
+    queued = (await http.get(f"{path}/events")).json()["events"]
+    assert [(e["event"], e["event_id"]) for e in queued] == [
+        ({"type": "Approval", "by": "ann"}, "ticket-81")
+    ]
+    assert queued[0]["sent_at"].endswith("Z")
+    await rt.run_until_idle()  # the send woke the run: no clock advanced
+    done = (await http.get(path)).json()
+    assert (done["status"], done["output"]) == ("completed", "approved by ann")
+    after = (await http.get(f"{path}/events")).json()
+    assert (after["waiting"], after["events"]) == (None, [])
+    late = await http.post(f"{path}/events", json={"event": {"type": "Approval", "by": "bob"}})
+    assert late.status_code == 409
+    assert late.json()["error"] == "InvalidStateError"
+
+
+async def test_a_bad_event_is_422_naming_the_field_and_queues_nothing(
+    http: httpx.AsyncClient, rt: TestRuntime
+) -> None:
+    run_id = (await trigger(http, {"input": 5}, wf="approvals")).json()["run_id"]
+    await rt.run_until_idle()
+    path = f"/api/workflows/approvals/runs/{run_id}"
+    cases = [
+        ({}, "$.event"),
+        ({"event": {"type": "Approval", "by": 7}}, "$.event.by"),
+        ({"event": {"type": "Maybe"}}, "$.event.type"),
+        ({"event": {"type": "Approval", "by": "ann"}, "event_id": 3}, "$.event_id"),
+        ({"event": {"type": "Approval", "by": "ann"}, "event_id": ""}, "$.event_id"),
+        ({"event": {"type": "Approval", "by": "ann"}, "evnet_id": "x"}, "$.evnet_id"),
+        ([{"type": "Approval", "by": "ann"}], "$"),
+    ]
+    for body, field in cases:
+        response = await http.post(f"{path}/events", json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"] == "ValidationError", body
+        assert response.json()["path"] == field, (body, response.json())
+    too_big = {"event": {"type": "Approval", "by": "x" * (1024 * 1024)}}
+    assert (await http.post(f"{path}/events", json=too_big)).status_code == 413
+    assert (await http.get(f"{path}/events")).json()["events"] == []
+    await rt.run_until_idle()
+    assert (await http.get(path)).json()["status"] == "sleeping"
+
+
+async def test_events_of_an_unknown_run_or_workflow_are_404(http: httpx.AsyncClient) -> None:
+    event = {"event": {"type": "Approval", "by": "ann"}}
+    for wf, run_id in (("approvals", "nope"), ("nope", "nope")):
+        path = f"/api/workflows/{wf}/runs/{run_id}/events"
+        sent = await http.post(path, json=event)
+        assert sent.status_code == 404, wf
+        assert sent.json()["error"] in ("InstanceNotFoundError", "JobNotFoundError")
+        assert (await http.get(path)).status_code == 404
 
 
 async def test_a_pending_concurrency_key_is_409(http: httpx.AsyncClient) -> None:

@@ -3,9 +3,8 @@
 * the page loads (runs, filters, jobs, schedules) at 1280 and at 390 pixels wide;
 * a run triggered from another process appears and its progress bar moves, as a worker in
   a third process executes it;
-* a cancel from the page (with its confirmation) cancels the run.
-
-(An event sent from the page resuming a waiting run comes with workflow events.)
+* a cancel from the page (with its confirmation) cancels the run;
+* an event sent from the page (its dialog) resumes a run waiting for it in a worker process.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import pytest
 from playwright.async_api import ConsoleMessage
 
 from durable_effect import Effect
-from tests.web._browser import APP, chromium, cli, served, worker_process
+from tests.web._browser import APP, Served, chromium, cli, served, worker_process
 
 pytestmark = pytest.mark.live
 
@@ -91,19 +90,26 @@ async def test_a_run_from_another_process_appears_and_its_bar_moves(tmp_path: Pa
         assert count == "1"
 
 
+async def sleeping_run(site: Served, workflow: str, value: object) -> str:
+    """A run of ``workflow`` triggered with ``value``, once a worker put it to sleep."""
+    handle = site.jobs.client.workflow(workflow)
+    run_id: str = (await Effect.run_async(handle.trigger(value))).unwrap().run_id
+    run = None
+    for _ in range(200):
+        run = (await Effect.run_async(handle.get_run(run_id))).unwrap()
+        if run.status == "sleeping":
+            break
+        await site.jobs.storage.wait_for_change(0.05)
+    assert run is not None
+    assert run.status == "sleeping"
+    return run_id
+
+
 async def test_a_cancel_from_the_page_cancels_the_run(tmp_path: Path) -> None:
     async with served(tmp_path / "cancel.db") as site, chromium() as browser:
         handle = site.jobs.client.workflow("waits")
-        run_id = (await Effect.run_async(handle.trigger("nap"))).unwrap().run_id
         async with worker_process(site.storage):
-            run = None
-            for _ in range(200):
-                run = (await Effect.run_async(handle.get_run(run_id))).unwrap()
-                if run.status == "sleeping":
-                    break
-                await site.jobs.storage.wait_for_change(0.05)
-            assert run is not None
-            assert run.status == "sleeping"
+            run_id = await sleeping_run(site, "waits", "nap")
             page = await browser.new_page(viewport={"width": 390, "height": 800})
             await page.goto(f"{site.url}#/run/waits/{run_id}")
             await page.wait_for_selector('dd[data-fact="Status"] [data-status="sleeping"]')
@@ -115,3 +121,33 @@ async def test_a_cancel_from_the_page_cancels_the_run(tmp_path: Path) -> None:
             )
         final = (await Effect.run_async(handle.get_run(run_id))).unwrap()
         assert final.status == "cancelled"
+
+
+async def test_an_event_sent_from_the_page_resumes_a_waiting_run(tmp_path: Path) -> None:
+    async with served(tmp_path / "send.db") as site, chromium() as browser:
+        handle = site.jobs.client.workflow("approvals")
+        async with worker_process(site.storage):
+            run_id = await sleeping_run(site, "approvals", 120)
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{site.url}#/run/approvals/{run_id}")
+            await page.wait_for_selector("#live.on")
+            waiting = await page.wait_for_selector("#waiting-for")
+            assert waiting is not None
+            assert "Waiting at step decision" in await waiting.inner_text()
+            await page.click('[data-action="send"]')
+            assert await page.is_visible("#send")
+            assert "waits at step decision" in await page.inner_text("#send-waiting")
+            await page.fill("#send-event", '{"type": "Approval", "by": 7}')
+            await page.click("#send-ok")  # refused, naming the field; the dialog stays open
+            await page.wait_for_selector("#send-error:has-text('$.event.by')")
+            assert await page.is_visible("#send")
+            await page.fill("#send-event", json.dumps({"type": "Approval", "by": "ann"}))
+            await page.fill("#send-id", "ticket-81")
+            await page.click("#send-ok")
+            await page.wait_for_selector(
+                'dd[data-fact="Status"] [data-status="completed"]', timeout=20_000
+            )
+            assert "approved by ann" in await page.inner_text("#run-output")
+        run = (await Effect.run_async(handle.get_run(run_id))).unwrap()
+        assert (run.status, run.output) == ("completed", "approved by ann")
+        assert await page.query_selector("#waiting-for") is None

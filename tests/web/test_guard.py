@@ -102,10 +102,16 @@ async def test_mutating_requests_are_audited(
             json={"input": "y"},
             headers={"authorization": f"Bearer {TOKEN}"},
         )
+        await http.post(
+            "/api/workflows/approvals/runs/nope/events",
+            json={"event": {"type": "Approval", "by": "ann"}},
+            headers={"authorization": f"Bearer {TOKEN}"},
+        )
     lines = [r.getMessage() for r in caplog.records if r.name == "durable_effect.web.audit"]
     assert lines == [
         "POST /api/workflows/waits/runs -> 401 (client 127.0.0.1)",
         "POST /api/workflows/waits/runs -> 201 (client 127.0.0.1)",
+        "POST /api/workflows/approvals/runs/nope/events -> 404 (client 127.0.0.1)",
     ]
     assert all(TOKEN not in line for line in lines)
 

@@ -9,7 +9,7 @@
   const STATUSES = ["pending", "leased", "sleeping", "completed", "failed", "cancelled"];
   const EVENT_TYPES = [
     "run:trigger", "run:coalesced", "run:leased", "run:progress", "run:complete", "run:fail",
-    "run:cancel", "run:delete", "step:start", "step:complete", "step:fail", "step:cancel",
+    "run:cancel", "run:delete", "run:event-sent", "run:event-received", "step:start", "step:complete", "step:fail", "step:cancel",
     "log:write", "job.started", "job.executed", "job.failed", "job.retryExhausted",
     "job.terminated", "debounce.started", "debounce.flushed", "task.scheduled",
   ];
@@ -318,6 +318,55 @@
     dialog.showModal();
   }
 
+  function openSend(wf, id, waiting, done) {
+    const dialog = document.getElementById("send");
+    document.getElementById("send-run").textContent = id;
+    document.getElementById("send-waiting").textContent = waiting
+      ? `It waits at step ${waiting.step} for ${waiting.event ? `a ${waiting.event}` : "an event"}.`
+      : "It waits for no event now: the event is queued for its next wait.";
+    const error = document.getElementById("send-error");
+    error.textContent = "";
+    dialog.returnValue = "";
+    const form = document.getElementById("send-form");
+    form.onsubmit = async (e) => {
+      if (e.submitter && e.submitter.value !== "ok") return;
+      e.preventDefault();
+      let event;
+      try { event = JSON.parse(document.getElementById("send-event").value); } catch (x) {
+        error.textContent = `The event is not valid JSON: ${x.message}`; return;
+      }
+      const body = { event };
+      const eventId = document.getElementById("send-id").value.trim();
+      if (eventId) body.event_id = eventId;
+      try {
+        const result = await api("POST", `/api/workflows/${enc(wf)}/runs/${enc(id)}/events`, body);
+        dialog.close();
+        toast(result.duplicate ? `Run ${id}: event ${eventId} was already sent` : `Run ${id}: event sent`);
+        done();
+      } catch (x) {
+        error.textContent = `${(x.body && x.body.error) || "Error"}: ${x.message}` +
+          (x.body && x.body.path ? ` (at ${x.body.path})` : "");
+      }
+    };
+    dialog.showModal();
+  }
+
+  function eventsOf(pending) {
+    const waiting = pending.waiting;
+    const what = waiting
+      ? h("p", { id: "waiting-for" }, "Waiting at step ", h("span", { class: "mono" }, waiting.step), " for ",
+        waiting.event ? h("span", { class: "mono" }, waiting.event) : "any event",
+        ` since ${when(waiting.since)}`, waiting.until ? `, until ${when(waiting.until)}` : ", without a timeout", ".")
+      : null;
+    const rows = pending.events.map((e) => h("tr", { "data-event-seq": String(e.seq) },
+      cell("#", String(e.seq)),
+      cell("Event id", e.event_id || h("span", { class: "muted" }, "–")),
+      cell("Sent", when(e.sent_at)),
+      cell("Event", json(e.event))));
+    return [h("h2", {}, `Pending events (${pending.events.length})`), what,
+      table(["#", "Event id", "Sent", "Event"], rows, "No event is queued.")];
+  }
+
   function runView(wf, id) {
     setNav("runs");
     const mine = generation;
@@ -340,10 +389,11 @@
     }
 
     async function refresh() {
-      let run; let steps; let logs;
+      let run; let steps; let logs; let pending;
       try {
-        [run, steps, logs] = await Promise.all([
+        [run, steps, logs, pending] = await Promise.all([
           api("GET", path), api("GET", `${path}/steps`), api("GET", `${path}/logs`),
+          api("GET", `${path}/events`),
         ]);
       } catch (error) {
         show(mine, h("p", {}, h("a", { href: `#/?wf=${enc(wf)}` }, `← ${wf}`)),
@@ -352,6 +402,7 @@
       }
       const active = ACTIVE.has(run.status);
       const actions = h("div", { class: "actions" },
+        active ? h("button", { "data-action": "send", onclick: () => openSend(wf, id, pending.waiting, refresh) }, "Send event") : null,
         active ? h("button", { class: "danger", "data-action": "cancel", onclick: () => act("cancel", "Cancel") }, "Cancel") : null,
         !active ? h("button", { "data-action": "retrigger", onclick: () => act("retrigger", "Retrigger") }, "Retrigger") : null,
         run.status === "failed" || run.status === "cancelled"
@@ -395,10 +446,11 @@
           h("div", { class: "card" }, facts),
           h("div", { class: "card" },
             h("h2", { style: null }, "Input"), json(run.input),
-            run.status === "completed" ? [h("h2", {}, "Output"), json(run.output)] : null,
+            run.status === "completed" ? [h("h2", {}, "Output"), Object.assign(json(run.output), { id: "run-output" })] : null,
             run.error ? [h("h2", {}, "Error"), h("pre", { class: "error", id: "run-error" }, run.error)] : null)),
         h("h2", {}, `Steps (${steps.steps.length})`),
         table(["#", "Step", "Status", "Attempts", "Started", "Took", "Output / error", ""], stepRows, "No step has completed yet."),
+        pending.waiting || pending.events.length ? eventsOf(pending) : null,
         h("h2", {}, `Logs (${logs.logs.length})`),
         logLines.length ? h("div", { class: "card" }, logLines) : h("div", { class: "card empty" }, "No log lines."));
     }
