@@ -8,13 +8,14 @@ read with what it waits for (``GET …/events``, ``pending_events``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from durable_effect._codec import Codec
 from durable_effect._jobs import DurableJobs
 from durable_effect.errors import JobNotFoundError, ValidationError
 from durable_effect.web._http import (
@@ -149,12 +150,7 @@ class WorkflowRoutes:
         handle = self._handle(request)
         definition = self.workflows[request.path_params["wf"]]
         body = await read_body(request, _TRIGGER_FIELDS)
-        if "input" not in body:
-            raise ApiError.invalid("$.input", "input is required (null for a workflow without)")
-        try:
-            value = definition.input_codec.validate(body["input"])
-        except ValidationError as exc:
-            raise with_path_prefix(exc, "$.input") from None
+        value = required(body, "input", definition.input_codec, " (null for a workflow without)")
         result = await call(
             handle.trigger(
                 value,
@@ -200,12 +196,7 @@ class WorkflowRoutes:
         handle = self._handle(request)
         definition = self.workflows[request.path_params["wf"]]
         body = await read_body(request, _SEND_FIELDS)
-        if "event" not in body:
-            raise ApiError.invalid("$.event", "event is required")
-        try:
-            event = definition.event_codec.validate(body["event"])
-        except ValidationError as exc:
-            raise with_path_prefix(exc, "$.event") from None
+        event = required(body, "event", definition.event_codec)
         event_id = optional_text(body, "event_id")
         try:
             result = await call(
@@ -219,3 +210,13 @@ class WorkflowRoutes:
         """Delete a finished run: 204."""
         await call(self._handle(request).delete_run(request.path_params["run_id"]))
         return Response(status_code=204)
+
+
+def required(body: Mapping[str, object], field: str, codec: Codec[Any], hint: str = "") -> Any:
+    """``body[field]`` validated by ``codec`` (422 naming ``$.field…`` when absent or invalid)."""
+    if field not in body:
+        raise ApiError.invalid(f"$.{field}", f"{field} is required{hint}")
+    try:
+        return codec.validate(body[field])
+    except ValidationError as exc:
+        raise with_path_prefix(exc, f"$.{field}") from None

@@ -283,72 +283,63 @@
     };
   }
 
-  function openTrigger(wf, done) {
-    const dialog = document.getElementById("trigger");
-    document.getElementById("trigger-wf").textContent = wf;
-    const error = document.getElementById("trigger-error");
+  // A dialog's form: ``submit()`` runs when its OK button is pressed, and the dialog closes
+  // when it succeeds; what it throws (an API error or bad JSON) is shown in the dialog, which
+  // stays open.
+  function openForm(name, submit) {
+    const dialog = document.getElementById(name);
+    const error = document.getElementById(`${name}-error`);
     error.textContent = "";
     dialog.returnValue = "";
-    const form = document.getElementById("trigger-form");
-    form.onsubmit = async (e) => {
+    document.getElementById(`${name}-form`).onsubmit = async (e) => {
       if (e.submitter && e.submitter.value !== "ok") return;
       e.preventDefault();
-      let input; let labels;
-      try { input = JSON.parse(document.getElementById("trigger-input").value || "null"); } catch (x) {
-        error.textContent = `Input is not valid JSON: ${x.message}`; return;
-      }
-      const labelText = document.getElementById("trigger-labels").value.trim();
-      try { labels = labelText ? JSON.parse(labelText) : undefined; } catch (x) {
-        error.textContent = `Labels are not valid JSON: ${x.message}`; return;
-      }
-      const body = { input };
-      if (labels) body.labels = labels;
-      const idem = document.getElementById("trigger-idem").value.trim();
-      if (idem) body.idempotency_key = idem;
       try {
-        const result = await api("POST", `/api/workflows/${enc(wf)}/runs`, body);
+        await submit();
         dialog.close();
-        toast(`Run ${result.run_id} ${result.disposition}`);
-        done();
       } catch (x) {
-        error.textContent = `${(x.body && x.body.error) || "Error"}: ${x.message}` +
-          (x.body && x.body.path ? ` (at ${x.body.path})` : "");
+        error.textContent = x.body
+          ? `${x.body.error || "Error"}: ${x.message}` + (x.body.path ? ` (at ${x.body.path})` : "")
+          : x.message;
       }
     };
     dialog.showModal();
   }
 
+  // The JSON in input ``id`` (``fallback`` when it is empty); bad JSON throws, naming ``what``.
+  function jsonField(id, what, fallback) {
+    const text = document.getElementById(id).value.trim();
+    if (!text) return fallback;
+    try { return JSON.parse(text); } catch (x) { throw new Error(`${what} is not valid JSON: ${x.message}`); }
+  }
+
+  function openTrigger(wf, done) {
+    document.getElementById("trigger-wf").textContent = wf;
+    openForm("trigger", async () => {
+      const body = { input: jsonField("trigger-input", "Input", null) };
+      const labels = jsonField("trigger-labels", "Labels", undefined);
+      if (labels) body.labels = labels;
+      const idem = document.getElementById("trigger-idem").value.trim();
+      if (idem) body.idempotency_key = idem;
+      const result = await api("POST", `/api/workflows/${enc(wf)}/runs`, body);
+      toast(`Run ${result.run_id} ${result.disposition}`);
+      done();
+    });
+  }
+
   function openSend(wf, id, waiting, done) {
-    const dialog = document.getElementById("send");
     document.getElementById("send-run").textContent = id;
     document.getElementById("send-waiting").textContent = waiting
       ? `It waits at step ${waiting.step} for ${waiting.event ? `a ${waiting.event}` : "an event"}.`
       : "It waits for no event now: the event is queued for its next wait.";
-    const error = document.getElementById("send-error");
-    error.textContent = "";
-    dialog.returnValue = "";
-    const form = document.getElementById("send-form");
-    form.onsubmit = async (e) => {
-      if (e.submitter && e.submitter.value !== "ok") return;
-      e.preventDefault();
-      let event;
-      try { event = JSON.parse(document.getElementById("send-event").value); } catch (x) {
-        error.textContent = `The event is not valid JSON: ${x.message}`; return;
-      }
-      const body = { event };
+    openForm("send", async () => {
+      const body = { event: jsonField("send-event", "The event", null) };
       const eventId = document.getElementById("send-id").value.trim();
       if (eventId) body.event_id = eventId;
-      try {
-        const result = await api("POST", `/api/workflows/${enc(wf)}/runs/${enc(id)}/events`, body);
-        dialog.close();
-        toast(result.duplicate ? `Run ${id}: event ${eventId} was already sent` : `Run ${id}: event sent`);
-        done();
-      } catch (x) {
-        error.textContent = `${(x.body && x.body.error) || "Error"}: ${x.message}` +
-          (x.body && x.body.path ? ` (at ${x.body.path})` : "");
-      }
-    };
-    dialog.showModal();
+      const result = await api("POST", `/api/workflows/${enc(wf)}/runs/${enc(id)}/events`, body);
+      toast(result.duplicate ? `Run ${id}: event ${eventId} was already sent` : `Run ${id}: event sent`);
+      done();
+    });
   }
 
   function eventsOf(pending) {
