@@ -19,7 +19,7 @@ from durable_effect._jobs import create_durable_jobs
 from durable_effect.storage import Storage
 from durable_effect.storage._postgres import PostgresStorage
 from durable_effect.workflow import Step, Workflow, WorkflowDefinition
-from tests.workflow._crash_worker import Job, Link, _step_effect
+from tests.workflow._crash_worker import Job, Link, _step_effect, linked_steps
 
 LEASE_TTL = timedelta(seconds=1)
 CHILD_STEPS = 2
@@ -30,18 +30,8 @@ def tree_workflows(
 ) -> tuple[WorkflowDefinition[Job, list[object]], WorkflowDefinition[int, list[str]]]:
     """``parent`` and ``child``: register them as ``"parent"`` and ``"child"``."""
 
-    @Effect.gen
-    def child(step: Step, n: int) -> Gen[list[str], Exception]:
-        prev = ""
-        tokens: list[str] = []
-        for i in range(CHILD_STEPS):
-            name = f"c{i}"
-            link = yield from step.run(
-                name, _step_effect(side, step.run_id, name, prev), schema=Link
-            )
-            prev = link.token
-            tokens.append(link.token)
-        return tokens
+    def child(step: Step, n: int) -> Effect[list[str], Exception]:
+        return linked_steps(step, side, "c", CHILD_STEPS)
 
     child_wf = Workflow.make(int, child)
 

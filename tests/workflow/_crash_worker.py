@@ -55,21 +55,25 @@ def _step_effect(side: str, run_id: str, name: str, prev: str) -> Effect[Link]:
     return pause.flat_map(lambda _: Effect.sync(lambda: _record(side, run_id, name, prev)))
 
 
+@Effect.gen
+def linked_steps(step: Step, side: str, prefix: str, count: int) -> Gen[list[str], Exception]:
+    """``count`` steps named ``<prefix>0``…, each linked to the previous one's token; the
+    tokens in order."""
+    prev = ""
+    tokens: list[str] = []
+    for i in range(count):
+        name = f"{prefix}{i}"
+        link = yield from step.run(name, _step_effect(side, step.run_id, name, prev), schema=Link)
+        prev = link.token
+        tokens.append(link.token)
+    return tokens
+
+
 def crash_workflow(side: str) -> WorkflowDefinition[Job, list[str]]:
     """The workflow: ``STEPS`` steps, each a tiny real pause and a side effect."""
 
-    @Effect.gen
-    def run(step: Step, job: Job) -> Gen[list[str], Exception]:
-        prev = ""
-        tokens: list[str] = []
-        for i in range(STEPS):
-            name = f"s{i}"
-            link = yield from step.run(
-                name, _step_effect(side, step.run_id, name, prev), schema=Link
-            )
-            prev = link.token
-            tokens.append(link.token)
-        return tokens
+    def run(step: Step, job: Job) -> Effect[list[str], Exception]:
+        return linked_steps(step, side, "s", STEPS)
 
     return Workflow.make(Job, run)
 
